@@ -1,0 +1,162 @@
+/* kernels/backend.h — the op table that model code calls, whatever the backend.
+ *
+ * Model code (vision/, encoder/, action/) is an explicit sequence of calls through an
+ * rtv_backend; it never branches on the backend and never dereferences a tensor pointer.
+ * Two kinds of tensor pointer appear in the ops:
+ *   - activations: `void *` in the backend's activation dtype (act_bytes per element);
+ *     CPU: fp32 host memory; CUDA: bf16 device memory. Offsets are taken with rtv_act_at().
+ *   - weights:     `const void *` in the backend's weight dtype, produced by upload_weight().
+ * Matrices are row-major. A linear layer's weight is (N, K) = (out, in), PyTorch layout.
+ *
+ * Streams: every op takes the caller's rtv_stream, one per calling thread (VL thread, action
+ * thread). Ops on one stream run in call order; ops never allocate, never synchronize (except
+ * sync/download as documented) and never create handles. All ops return RTV_OK or a status
+ * (shape or alignment errors are RTV_E_ARG with the op named).
+ *
+ * Lifetime: rtv_backend_cpu() / rtv_backend_cuda() return a static table; alloc/free and
+ * stream_new/free are init-time calls.
+ */
+#ifndef RTV_BACKEND_H
+#define RTV_BACKEND_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum rtv_dtype {
+    RTV_DT_F32 = 0,
+    RTV_DT_BF16 = 1,
+    RTV_DT_F16 = 2,
+} rtv_dtype;
+
+size_t rtv_dtype_size(rtv_dtype dt);
+const char *rtv_dtype_name(rtv_dtype dt);
+/* Scalar conversions used by loaders and tests (round-to-nearest-even for bf16). */
+float rtv_bf16_to_f32(uint16_t h);
+uint16_t rtv_f32_to_bf16(float f);
+float rtv_f16_to_f32(uint16_t h);
+uint16_t rtv_f32_to_f16(float f);
+
+/* Flags of matmul's epilogue (applied in this order: bias, activation, accumulate). */
+enum {
+    RTV_MM_GELU = 1 << 0,  /* y = gelu_tanh(.)  */
+    RTV_MM_SILU = 1 << 1,  /* y = silu(.)       */
+    RTV_MM_ACCUM = 1 << 2, /* y += result (residual add); without it y = result */
+};
+
+typedef struct rtv_stream rtv_stream; /* opaque; per calling thread */
+
+typedef struct rtv_backend {
+    const char *name;  /* "cpu", "cuda" */
+    int act_bytes;     /* bytes per activation element */
+    rtv_dtype act_dt;  /* activation dtype */
+    rtv_dtype w_dt;    /* weight dtype */
+
+    /* ---- memory and streams (init time only) ---- */
+    int (*stream_new)(rtv_stream **out);
+    void (*stream_free)(rtv_stream *s);
+    /* Allocates bytes of backend memory (host for CPU, device for CUDA), 256-byte aligned. */
+    int (*alloc)(void **out, size_t bytes);
+    void (*free)(void *p);
+    /* Converts n elements of src (host, dtype src_dt) into backend weight memory dst. */
+    int (*upload_weight)(void *dst, const void *src, rtv_dtype src_dt, size_t n);
+
+    /* ---- host <-> activation transfers (allowed on the hot path) ---- */
+    /* n fp32 host values -> activations (stream-ordered; src must stay valid until sync). */
+    int (*upload)(rtv_stream *s, void *dst, const float *src, size_t n);
+    /* n activations -> fp32 host values; valid after sync(s). */
+    int (*download)(rtv_stream *s, float *dst, const void *src, size_t n);
+    /* Waits until all work on s has finished. The one wait per call on the hot path. */
+    int (*sync)(rtv_stream *s);
+
+    /* ---- ops ---- */
+    /* y[M,N] (row stride ldy) = epilogue(x[M,K] (row stride ldx) . w[N,K]^T + bias[N]).
+     * w and bias are weights (rtv_w_at() offsets are fine); bias may be NULL. */
+    int (*matmul)(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                  const void *bias, int M, int N, int K, int flags);
+    /* y = (x - mean) / sqrt(var + eps) * w + b per row; y may equal x. */
+    int (*layernorm)(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
+                     int rows, int dim, float eps);
+    /* y = x * rsqrt(mean(x^2) + eps) * (1 + w) per row (fp32 statistics); y may equal x. */
+    int (*rmsnorm)(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,
+                   float eps);
+    /* In place RoPE, half-split layout (pairs i, i+hd/2), base theta, on n_heads heads of
+     * head_dim at x + r*ld for rows r = 0..rows-1; row r has position pos0 + r. */
+    int (*rope)(rtv_stream *s, void *x, int ld, int rows, int n_heads, int head_dim, int pos0,
+                float theta);
+    /* Multi-query/grouped attention. Queries q[n_q, n_heads*hd] (row stride ldq). Keys and
+     * values are two concatenated segments: seg 0 = k0/v0 (n0 rows, stride ld0), seg 1 = k1/v1
+     * (n1 rows, stride ld1; n1 may be 0 and k1/v1 NULL). Each K/V row holds n_kv_heads*hd;
+     * query head h reads kv head h / (n_heads / n_kv_heads). Logits are scaled by `scale`,
+     * softmax in fp32. Query rows r < limit_rows see only keys j < limit_keys (global index
+     * over seg0 then seg1); other rows see all n0 + n1 keys. out[n_q, n_heads*hd] (stride ldo). */
+    int (*attention)(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
+                     const void *k0, const void *v0, int ld0, int n0,
+                     const void *k1, const void *v1, int ld1, int n1,
+                     int n_q, int n_heads, int n_kv_heads, int head_dim, float scale,
+                     int limit_rows, int limit_keys);
+    /* GeGLU: y[r, j] = gelu_tanh(gu[r, j]) * gu[r, ff + j]; gu is [rows, 2*ff], y [rows, ff]. */
+    int (*geglu)(rtv_stream *s, void *y, const void *gu, int rows, int ff);
+    /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
+     * embeddings (period = tokens per view) and broadcast biases (period = 1). */
+    int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,
+                           int period);
+    /* y[i] += alpha * x[i], i < n (the Euler update). */
+    int (*axpy)(rtv_stream *s, void *y, const void *x, float alpha, size_t n);
+    /* y[i] = alpha * x[i] (y may equal x). */
+    int (*scale)(rtv_stream *s, void *y, const void *x, float alpha, size_t n);
+    /* 2-D copy: rows x cols elements from src (stride lds) to dst (stride ldd). */
+    int (*copy2d)(rtv_stream *s, void *dst, int ldd, const void *src, int lds, int rows,
+                  int cols);
+    /* y[dim] = mean over rows of x[rows, dim] (row stride ldx). */
+    int (*mean_rows)(rtv_stream *s, void *y, const void *x, int ldx, int rows, int dim);
+    /* Image preprocessing: host RGB24 rgb (w x h, row stride `stride` bytes) -> activations
+     * [out, out, 3] in [-1, 1]: resize-with-pad (bilinear, aspect kept, centred, black pad)
+     * exactly as shared/specs/pi0.md 4.1. The host buffer must stay valid until sync. */
+    int (*preprocess)(rtv_stream *s, void *y, const uint8_t *rgb, int w, int h, int stride,
+                      int out);
+    /* Patch extraction: images [n_img, size, size, 3] -> y [n_img * (size/p)^2, 3*p*p],
+     * patch vector in (c, kh, kw) order (PyTorch conv weight (W, 3, p, p) flattened),
+     * patches row-major over the (size/p) x (size/p) grid. */
+    int (*patchify)(rtv_stream *s, void *y, const void *img, int n_img, int size, int p);
+
+    /* ---- graph capture (NULL on backends without it) ---- */
+    int (*capture_begin)(rtv_stream *s);
+    int (*capture_end)(rtv_stream *s, void **graph_out);
+    int (*graph_launch)(rtv_stream *s, void *graph);
+    void (*graph_free)(void *graph);
+} rtv_backend;
+
+/* Pointer to element n of an activation buffer. */
+static inline void *rtv_act_at(const rtv_backend *b, void *a, size_t n)
+{
+    return (char *)a + n * (size_t)b->act_bytes;
+}
+static inline const void *rtv_cact_at(const rtv_backend *b, const void *a, size_t n)
+{
+    return (const char *)a + n * (size_t)b->act_bytes;
+}
+/* Pointer to element n of a weight buffer. */
+static inline const void *rtv_w_at(const rtv_backend *b, const void *w, size_t n)
+{
+    return (const char *)w + n * rtv_dtype_size(b->w_dt);
+}
+
+const rtv_backend *rtv_backend_cpu(void);
+/* NULL when rtvla was built without CUDA. */
+const rtv_backend *rtv_backend_cuda(void);
+/* "cpu" or "cuda"; RTV_E_UNSUPPORTED naming what is missing. */
+int rtv_backend_by_name(const char *name, const rtv_backend **out);
+
+/* ---- arenas: one allocation per memory kind, carved into named views ---- */
+typedef struct rtv_arena {
+    const rtv_backend *b;
+    char *base;
+    size_t size, used;
+} rtv_arena;
+
+int rtv_arena_init(rtv_arena *a, const rtv_backend *b, size_t bytes);
+/* Takes n bytes, 256-byte aligned; NULL (and an error message) when the arena is full. */
+void *rtv_arena_take(rtv_arena *a, size_t bytes);
+void rtv_arena_free(rtv_arena *a);
+
+#endif

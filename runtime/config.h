@@ -1,0 +1,95 @@
+/* runtime/config.h — the configuration file, as one table of keys, frozen at start.
+ *
+ * One static table (runtime/config.c) lists every key: dotted path, type, default, range or
+ * choices, unit and one-line doc. The YAML parser (libcyaml), `--set key.path=value`
+ * overrides, validation (errors name the file, the key path and what was expected; unknown
+ * keys are rejected), `rtvla config` and configs/README.md all come from that table.
+ * rtv_config_load() fills a plain rtv_config; after start, threads read it as a const snapshot.
+ * Fields added here must be added to the table too (a static assert counts them).
+ */
+#ifndef RTV_CONFIG_H
+#define RTV_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+#include "runtime/model_cfg.h"
+
+#define RTV_PATH_MAX 512
+#define RTV_MAX_CAMERAS 8
+#define RTV_MAX_MOTORS 16
+
+typedef enum rtv_stale_policy { RTV_STALE_HOLD, RTV_STALE_CONTINUE, RTV_STALE_STOP } rtv_stale_policy;
+typedef enum rtv_aggregate { RTV_AGG_LATEST, RTV_AGG_ENSEMBLE } rtv_aggregate;
+typedef enum rtv_torque_exit { RTV_TORQUE_OFF, RTV_TORQUE_HOLD } rtv_torque_exit;
+typedef enum rtv_split_mode { RTV_SPLIT_OFF, RTV_SPLIT_STREAMS, RTV_SPLIT_GREEN, RTV_SPLIT_MPS } rtv_split_mode;
+
+typedef struct rtv_camera_cfg {
+    char name[32];             /* view name, e.g. "base_0_rgb" */
+    char source[RTV_PATH_MAX]; /* "synthetic", "file:PATH", or a V4L2 device "/dev/videoN" */
+    int width, height, fps;
+    int max_age_ms;            /* a frame older than this is not used */
+} rtv_camera_cfg;
+
+typedef struct rtv_config {
+    char path[RTV_PATH_MAX];   /* file it came from ("<embedded default>" for none) */
+
+    struct {
+        char preset[32];                 /* "pi0" | "pi0-tiny": fills m, then keys override */
+        rtv_model_cfg m;
+        char checkpoint[RTV_PATH_MAX];   /* checkpoint dir, or "random" for seeded weights */
+        char backend[16];                /* "cpu" | "cuda" */
+        uint64_t seed;                   /* random weights and flow noise */
+    } model;
+
+    struct {
+        char type[16];                   /* "so100" | "so101" | "koch" */
+        char port[RTV_PATH_MAX];         /* "/dev/ttyACM0", ..., or "sim" */
+        int baud;                        /* 1000000 */
+        char calibration[RTV_PATH_MAX];  /* LeRobot calibration JSON ("" = sim default) */
+        int n_motors;
+        int ids[RTV_MAX_MOTORS];
+        int control_hz;                  /* control thread rate, e.g. 50 */
+        float max_relative_target;       /* max change per tick, normalized units (0 = off) */
+        rtv_torque_exit torque_on_exit;
+        int retries;                     /* immediate retries per bus transaction (2) */
+        int sim_latency_us;              /* simulator reply latency */
+        float sim_noise;                 /* simulator position noise, ticks (std) */
+        float sim_tau_ms;                /* simulator first-order time constant */
+    } robot;
+
+    int n_cameras;
+    rtv_camera_cfg cameras[RTV_MAX_CAMERAS];
+
+    struct {
+        int action_hz;                   /* 10 */
+        int max_reuse;                   /* action cycles one encoding may serve */
+        int max_age_ms;                  /* older features are stale */
+        rtv_stale_policy stale_policy;
+        int vl_every_n_cycles;           /* VL pacing: 0 = back to back */
+        rtv_aggregate aggregate;
+        float ensemble_decay;            /* temporal-ensemble weight decay (ACT's m) */
+        int prio_control, prio_action, prio_vl; /* SCHED_FIFO priorities (0 = SCHED_OTHER) */
+        int cpu_control, cpu_action, cpu_vl;    /* CPU affinity (-1 = any) */
+        int history;                     /* sensor history window (frames) */
+    } runtime;
+
+    struct {
+        int device;
+        rtv_split_mode split_mode;
+        int action_sms;                  /* SMs for the action side; the rest go to VL */
+    } gpu;
+
+    struct {
+        char dir[RTV_PATH_MAX];          /* run folders go to <dir>/<timestamp>/ */
+        int status_line;                 /* print the status line on a terminal */
+    } log;
+} rtv_config;
+
+/* Loads path (NULL: the embedded default, configs/sim.yaml's content), applies the n_sets
+ * "key.path=value" overrides in order, validates. Errors name file, key path and expectation. */
+int rtv_config_load(rtv_config *cfg, const char *path, const char *const *sets, int n_sets);
+/* Prints every key with its value, type, range and doc (rtvla config). */
+void rtv_config_print(const rtv_config *cfg, FILE *f);
+
+#endif
