@@ -10,6 +10,7 @@
 #ifndef RTV_CONFIG_H
 #define RTV_CONFIG_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 
@@ -71,7 +72,7 @@ typedef struct rtv_config {
         float ensemble_decay;            /* temporal-ensemble weight decay (ACT's m) */
         int prio_control, prio_action, prio_vl; /* SCHED_FIFO priorities (0 = SCHED_OTHER) */
         int cpu_control, cpu_action, cpu_vl;    /* CPU affinity (-1 = any) */
-        int history;                     /* sensor history window (frames) */
+        int history;                     /* copy of model.m.history (key model.history) */
     } runtime;
 
     struct {
@@ -87,9 +88,61 @@ typedef struct rtv_config {
 } rtv_config;
 
 /* Loads path (NULL: the embedded default, configs/sim.yaml's content), applies the n_sets
- * "key.path=value" overrides in order, validates. Errors name file, key path and expectation. */
+ * "key.path=value" overrides in order, validates. Errors name file, key path and expectation.
+ * model.preset is resolved first (file, then --set), then every other key; so an explicit
+ * model.chunk etc. overrides the preset's value wherever it is written. Lists: "1,2,3".
+ * Camera fields: "cameras[1].width=640" (the entry must exist). Non-real-time. */
 int rtv_config_load(rtv_config *cfg, const char *path, const char *const *sets, int n_sets);
 /* Prints every key with its value, type, range and doc (rtvla config). */
 void rtv_config_print(const rtv_config *cfg, FILE *f);
+/* Writes the key reference as markdown (rtvla config --doc > configs/README.md). */
+void rtv_config_doc(FILE *f);
+
+/* The embedded default: every key at its table default (what configs/sim.yaml spells out). */
+void rtv_config_defaults(rtv_config *cfg);
+/* Applies one "key.path=value" without cross-field validation. model.preset refills model.m
+ * from the preset (dropping earlier model overrides). Errors: "--set key: expected ..., got ...",
+ * with the closest known key for an unknown one. */
+int rtv_config_set(rtv_config *cfg, const char *assignment);
+/* Formats one key's value as text that rtv_config_set accepts back ("" if the key is unknown
+ * or the camera index is out of range: RTV_E_ARG). */
+int rtv_config_get(const rtv_config *cfg, const char *path, char *buf, size_t n);
+/* Ranges and cross-field checks (views == cameras, control_hz >= action_hz, ...), naming
+ * cfg->path and the key path. rtv_config_load calls it; call it after changing a config. */
+int rtv_config_validate(const rtv_config *cfg);
+
+/* The key table (read-only). One row per key; camera rows ("cameras[].name") describe the
+ * fields of each list entry and their offsets are into rtv_camera_cfg. */
+typedef enum rtv_cfg_type {
+    RTV_CFG_INT,      /* int */
+    RTV_CFG_U64,      /* uint64_t (no range) */
+    RTV_CFG_FLOAT,    /* float */
+    RTV_CFG_BOOL,     /* int 0/1; true|false|yes|no|on|off|1|0 */
+    RTV_CFG_STRING,   /* char[size] */
+    RTV_CFG_CHOICE,   /* char[size] holding one of choices */
+    RTV_CFG_ENUM,     /* C enum (int), value = index in choices */
+    RTV_CFG_INT_LIST, /* int[size / sizeof(int)], count (int) at count_offset */
+} rtv_cfg_type;
+
+enum {
+    RTV_CFG_FROM_PRESET = 1 << 0, /* a model override: default is the preset's value */
+    RTV_CFG_CAMERA = 1 << 1,      /* field of a cameras[] entry (offset into rtv_camera_cfg) */
+    RTV_CFG_PATH = 1 << 2,        /* a file path: a leading "~/" becomes $HOME/ */
+};
+
+typedef struct rtv_cfg_key {
+    const char *path;            /* "runtime.max_reuse", "cameras[].width" */
+    rtv_cfg_type type;
+    unsigned flags;              /* RTV_CFG_FROM_PRESET, RTV_CFG_CAMERA */
+    unsigned offset, size;       /* the field, bytes */
+    unsigned count_offset;       /* RTV_CFG_INT_LIST: offset of its int count */
+    const char *def;             /* default, as --set text (NULL for RTV_CFG_FROM_PRESET) */
+    double min, max;             /* INT, FLOAT, INT_LIST items; STRING/CHOICE: min length */
+    const char *const *choices;  /* CHOICE, ENUM: NULL-terminated names */
+    const char *unit;            /* "Hz", "ms", "" ... */
+    const char *doc;             /* one line */
+} rtv_cfg_key;
+
+const rtv_cfg_key *rtv_config_keys(int *n_keys);
 
 #endif

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages rtvla needs to build and test (skips what is present).
 set -euo pipefail
 pkgs=(build-essential meson ninja-build pkg-config python3
-      libopenblas-dev libcjson-dev liburing-dev libcyaml-dev libserialport-dev libv4l-dev
+      libopenblas-dev libcjson-dev liburing-dev libcyaml-dev libyaml-dev libserialport-dev libv4l-dev
       libjpeg-dev sentencepiece)
 missing=()
 for p in "${pkgs[@]}"; do
