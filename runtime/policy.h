@@ -43,6 +43,10 @@ int rtv_policy_load(rtv_policy **out, const rtv_model_cfg *cfg, const rtv_backen
 /* Same, with seeded random weights and identity-ish stats (cfg decides sizes); no files. */
 int rtv_policy_random(rtv_policy **out, const rtv_model_cfg *cfg, const rtv_backend *b,
                       uint64_t seed);
+/* The policy a config asks for: backend model.backend; model.checkpoint "random" means
+ * rtv_policy_random(model.m, model.seed), anything else a checkpoint directory. */
+struct rtv_config;
+int rtv_policy_from_config(rtv_policy **out, const struct rtv_config *cfg);
 void rtv_policy_free(rtv_policy *p);
 const rtv_model_cfg *rtv_policy_cfg(const rtv_policy *p);
 const rtv_norm_stats *rtv_policy_stats(const rtv_policy *p);
@@ -53,7 +57,9 @@ void rtv_features_free(rtv_policy *p, rtv_features *f);
 int rtv_vl_ctx_new(rtv_policy *p, rtv_vl_ctx **out);
 void rtv_vl_ctx_free(rtv_vl_ctx *c);
 /* Tokenizes the task (openpi rule: strip, '_' -> ' ', BOS + text + "\n"), truncating to
- * max_prompt with a warning in the returned count; call whenever the task changes. */
+ * max_prompt with a warning in the returned count; call whenever the task changes.
+ * Returns RTV_OK, a negative status, or (> 0) the number of tokens truncated away; the
+ * caller prints the warning. The empty string gives zero prompt tokens. */
 int rtv_vl_set_task(rtv_vl_ctx *c, const char *task);
 /* Encodes n_views frames (n_views == cfg.n_views) and the current task into f. */
 int rtv_policy_encode(rtv_vl_ctx *c, const rtv_frame *views, int n_views, rtv_features *f);

@@ -1,0 +1,116 @@
+/* encoder/gemma.c — Gemma decoder layers: the prefix LLM over [image tokens; task tokens] and
+ * the action expert over the suffix, sharing one attention per layer (pi0.md 1.2-1.4).
+ *
+ * Layer (pre-norm, Gemma 1): x += o(attn(rope(qkv(rms(x))))); x += down(geglu(gate_up(rms(x)))),
+ * RMSNorm scaled by (1 + w), RoPE half-split on q and k only, logits scaled by head_dim^-1/2.
+ * The prefix is bidirectional; its K (after RoPE) and V go to the features object, which the
+ * expert then only reads. pooled = mean over prefix rows of final_norm(last layer output).
+ * The expert runs rows [row0, row0 + n) of the suffix at positions n_prefix + row0 ..; they
+ * attend to the whole prefix and to suffix rows [0, row0 + n): running the state token alone
+ * (row0 0, n 1) and then the action tokens (row0 1, n H) gives exactly pi0's mask (the state
+ * token sees the prefix and itself; action tokens see everything), with the state token's K/V
+ * computed once per action cycle instead of once per Euler step.
+ */
+#include <math.h>
+
+#include "runtime/policy_impl.h"
+
+/* One decoder layer on rows x[0, n) (width W, MLP F); K/V rows go to kc/vc at kv_row;
+ * attention reads keys seg 0 (k0/v0, n0 rows) then kc/vc rows [0, kv_row + n). */
+typedef struct layer_io {
+    void *x, *xn, *qkv, *att, *gu, *ff; /* activations (see rtv_vl_ws / rtv_act_ws) */
+    int W, F, n, pos0;
+    const void *k0, *v0;
+    int n0;
+    void *kc, *vc;
+    int kv_row;
+} layer_io;
+
+static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, const layer_io *io)
+{
+    const rtv_backend *b = p->b;
+    int st;
+    const rtv_model_cfg *c = &p->cfg;
+    const int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim;
+    const int QKV = rtv_model_qkv_dim(c), n = io->n, W = io->W, F = io->F;
+    const float scale = (float)(1.0 / sqrt((double)c->head_dim));
+
+    if ((st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, n, W, c->rms_eps)))
+        return st;
+    if ((st = b->matmul(s, io->qkv, QKV, io->xn, W, L->qkv, NULL, n, QKV, W, 0)))
+        return st;
+    if ((st = b->rope(s, io->qkv, QKV, n, c->n_heads, c->head_dim, io->pos0, c->rope_theta)))
+        return st;
+    if ((st = b->rope(s, rtv_act_at(b, io->qkv, Q), QKV, n, c->n_kv_heads, c->head_dim, io->pos0,
+                      c->rope_theta)))
+        return st;
+    if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
+                        rtv_act_at(b, io->qkv, Q), QKV, n, KV)))
+        return st;
+    if ((st = b->copy2d(s, rtv_act_at(b, io->vc, (size_t)io->kv_row * KV), KV,
+                        rtv_act_at(b, io->qkv, Q + KV), QKV, n, KV)))
+        return st;
+    if (io->k0) {
+        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->k0, io->v0, KV, io->n0, io->kc,
+                               io->vc, KV, io->kv_row + n, n, c->n_heads, c->n_kv_heads,
+                               c->head_dim, scale, 0, 0)))
+            return st;
+    } else {
+        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->kc, io->vc, KV, io->kv_row + n,
+                               NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads, c->head_dim,
+                               scale, 0, 0)))
+            return st;
+    }
+    if ((st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
+        return st;
+    if ((st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
+        return st;
+    if ((st = b->matmul(s, io->gu, 2 * F, io->xn, W, L->gate_up, NULL, n, 2 * F, W, 0)))
+        return st;
+    if ((st = b->geglu(s, io->ff, io->gu, n, F)))
+        return st;
+    if ((st = b->matmul(s, io->x, W, io->ff, F, L->down, NULL, n, W, F, RTV_MM_ACCUM)))
+        return st;
+    return RTV_OK;
+}
+
+int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_prefix,
+                     rtv_features *f)
+{
+    const rtv_backend *b = p->b;
+    int st;
+    const rtv_model_cfg *c = &p->cfg;
+    layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
+                   n_prefix, 0, NULL, NULL, 0, NULL, NULL, 0};
+    for (int l = 0; l < c->llm_depth; l++) {
+        io.kc = f->k[l];
+        io.vc = f->v[l];
+        if ((st = layer(p, s, &p->w.llm[l], &io)))
+            return st;
+    }
+    if ((st = b->rmsnorm(s, ws->xn, ws->x, p->w.llm_norm, n_prefix, c->llm_width, c->rms_eps)))
+        return st;
+    if ((st = b->mean_rows(s, f->pooled, ws->xn, c->llm_width, n_prefix, c->llm_width)))
+        return st;
+    return RTV_OK;
+}
+
+int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
+                     int row0, int n)
+{
+    const rtv_backend *b = p->b;
+    int st;
+    const rtv_model_cfg *c = &p->cfg;
+    layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, ws->qkv, ws->att,
+                   ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, f->n_prefix + row0, NULL, NULL,
+                   f->n_prefix, NULL, NULL, row0};
+    for (int l = 0; l < c->llm_depth; l++) {
+        io.k0 = f->k[l];
+        io.v0 = f->v[l];
+        io.kc = ws->sk[l];
+        io.vc = ws->sv[l];
+        if ((st = layer(p, s, &p->w.exp[l], &io)))
+            return st;
+    }
+    return RTV_OK;
+}
