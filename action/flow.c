@@ -52,8 +52,7 @@ void rtv_flow_noise(uint64_t seed, float *out, int n)
     }
 }
 
-int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
-                    const float *noise)
+int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f)
 {
     const rtv_backend *b = p->b;
     int st;
@@ -64,8 +63,6 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
     void *act_norm = rtv_act_at(b, ws->sxn, (size_t)We);
     const float dt = (float)(-1.0 / c->steps);
 
-    if ((st = b->upload(s, ws->xt, noise, (size_t)H * A)))
-        return st;
     if ((st = b->copy2d(s, ws->sx, We, ws->sens, We, 1, We)))
         return st;
     if ((st = rtv_gemma_expert(p, s, ws, f, 0, 1)))

@@ -11,8 +11,7 @@
  */
 #include "runtime/policy_impl.h"
 
-int rtv_sensor_encode(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws,
-                      const float *state_norm, const float *hist_scaled)
+int rtv_sensor_encode(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws)
 {
     const rtv_backend *b = p->b;
     int st;
@@ -21,15 +20,11 @@ int rtv_sensor_encode(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws,
     const int A = c->action_dim, HW = rtv_weights_head_width(c);
     const int flow = c->head == RTV_HEAD_FLOW;
 
-    if ((st = b->upload(s, ws->state, state_norm, (size_t)A)))
-        return st;
     if ((st = b->matmul(s, ws->sens, HW, ws->state, A, flow ? w->state_w : w->reg_state_w,
                         flow ? w->state_b : w->reg_state_b, 1, HW, A, 0)))
         return st;
     if (c->history > 0) {
         const int NH = 3 * c->history * c->robot_dof;
-        if ((st = b->upload(s, ws->hist, hist_scaled, (size_t)NH)))
-            return st;
         if ((st = b->matmul(s, ws->sens, HW, ws->hist, NH, w->hist_w, w->hist_b, 1, HW, NH,
                             RTV_MM_ACCUM)))
             return st;

@@ -400,6 +400,83 @@ void rtv_features_free(rtv_policy *p, rtv_features *f)
     free(fb);
 }
 
+/* ---- CUDA graphs ----
+ * On a backend with graph capture, the device work of one encode (vision tower + prefix) and
+ * of one action cycle (sensor encoding + head) is captured once and replayed. Inputs (frames,
+ * task tokens, state, noise) are uploaded before the replay into fixed workspace buffers, so a
+ * graph depends only on the feature object it reads or writes and on the prefix length: those
+ * are the cache key. The mailbox has three slots, so a cache of four graphs per context never
+ * recaptures in steady state. RTV_GRAPHS=0 turns graphs off (eager launches, same results);
+ * a stage profile (bench model's per-stage figures) also runs eager, as it syncs per stage. */
+#define RTV_GRAPH_SLOTS 4
+typedef struct graph_entry {
+    const void *f;
+    int n_prefix;
+    void *g;
+    uint64_t used;
+} graph_entry;
+typedef struct graph_cache {
+    graph_entry e[RTV_GRAPH_SLOTS];
+    uint64_t tick;
+    int captures; /* graphs captured so far (tests and bench read it) */
+} graph_cache;
+
+static int graphs_enabled(const rtv_backend *b)
+{
+    const char *e = getenv("RTV_GRAPHS");
+    return b->capture_begin && !(e && e[0] == '0');
+}
+
+static void graph_cache_free(const rtv_backend *b, graph_cache *gc)
+{
+    for (int i = 0; i < RTV_GRAPH_SLOTS; i++)
+        if (gc->e[i].g) {
+            b->graph_free(gc->e[i].g);
+            gc->e[i].g = NULL;
+        }
+}
+
+/* Runs body(arg) on stream s: replayed from the cache entry for (f, n_prefix), captured first
+ * when there is none (the least recently used entry makes room). */
+static int run_graphed(const rtv_backend *b, rtv_stream *s, graph_cache *gc, const void *f,
+                       int n_prefix, int (*body)(void *), void *arg)
+{
+    graph_entry *hit = NULL, *victim = &gc->e[0];
+    for (int i = 0; i < RTV_GRAPH_SLOTS; i++) {
+        graph_entry *e = &gc->e[i];
+        if (e->g && e->f == f && e->n_prefix == n_prefix) {
+            hit = e;
+            break;
+        }
+        if (!e->g ? victim->g != NULL : (victim->g && e->used < victim->used))
+            victim = e;
+    }
+    if (!hit) {
+        if (victim->g) {
+            b->graph_free(victim->g);
+            victim->g = NULL;
+        }
+        int st = b->capture_begin(s);
+        if (st)
+            return rtv_fail_prefix(st, "graph capture");
+        int body_st = body(arg);
+        void *g = NULL;
+        st = b->capture_end(s, &g);
+        if (body_st || st) {
+            if (g)
+                b->graph_free(g);
+            return body_st ? body_st : rtv_fail_prefix(st, "graph capture");
+        }
+        victim->f = f;
+        victim->n_prefix = n_prefix;
+        victim->g = g;
+        gc->captures++;
+        hit = victim;
+    }
+    hit->used = ++gc->tick;
+    return b->graph_launch(s, hit->g);
+}
+
 /* ---- contexts ---- */
 
 /* Takes `elems` activations from arena a (dry: adds their bytes to *sum). */
@@ -420,6 +497,7 @@ struct rtv_vl_ctx {
     float *emb;        /* host (max_prompt, D): task token embeddings x sqrt(D) */
     uint32_t task_id;
     rtv_stage_prof *prof;
+    graph_cache graphs;
 };
 
 static size_t vl_layout(rtv_vl_ctx *c, int dry)
@@ -478,6 +556,7 @@ void rtv_vl_ctx_free(rtv_vl_ctx *c)
 {
     if (!c)
         return;
+    graph_cache_free(c->p->b, &c->graphs);
     rtv_arena_free(&c->a);
     if (c->s)
         c->p->b->stream_free(c->s);
@@ -517,6 +596,29 @@ static void stage_end(rtv_stage_prof *prof, const rtv_backend *b, rtv_stream *s,
     *t0 = t;
 }
 
+typedef struct encode_args {
+    rtv_vl_ctx *c;
+    int n_views, n_prefix;
+    rtv_features *f;
+    int64_t *prof_t0; /* eager with a stage profile: vision's time ends here */
+} encode_args;
+
+static int encode_body(void *arg)
+{
+    encode_args *a = arg;
+    rtv_vl_ctx *c = a->c;
+    int st;
+    if ((st = rtv_siglip_forward(c->p, c->s, &c->ws, a->n_views)))
+        return rtv_fail_prefix(st, "encode: vision tower");
+    if (a->prof_t0)
+        stage_end(c->prof, c->p->b, c->s, RTV_STAGE_VISION, a->prof_t0);
+    if ((st = rtv_gemma_prefix(c->p, c->s, &c->ws, a->n_prefix, a->f)))
+        return rtv_fail_prefix(st, "encode: prefix");
+    return RTV_OK;
+}
+
+int rtv_vl_graph_captures(const rtv_vl_ctx *c) { return c->graphs.captures; }
+
 int rtv_policy_encode(rtv_vl_ctx *c, const rtv_frame *views, int n_views, rtv_features *f)
 {
     const rtv_policy *p = c->p;
@@ -533,21 +635,27 @@ int rtv_policy_encode(rtv_vl_ctx *c, const rtv_frame *views, int n_views, rtv_fe
                             v, views[v].w, views[v].h, views[v].stride);
     int64_t t0 = now_ns();
     f->t_encode_start_ns = t0;
+    /* inputs: frames (uploaded and preprocessed), task token embeddings */
     for (int v = 0; v < n_views; v++)
         if ((st = b->preprocess(c->s, rtv_act_at(b, c->ws.img, (size_t)v * S * S * 3),
                                 views[v].rgb, views[v].w, views[v].h, views[v].stride, S)))
             return rtv_fail_prefix(st, "encode: view %d", v);
-    stage_end(c->prof, b, c->s, RTV_STAGE_PREPROCESS, &t0);
-    if ((st = rtv_siglip_forward(p, c->s, &c->ws, n_views)))
-        return rtv_fail_prefix(st, "encode: vision tower");
-    stage_end(c->prof, b, c->s, RTV_STAGE_VISION, &t0);
     const int n_img = n_views * T, n_prefix = n_img + c->n_tokens;
     if (c->n_tokens &&
         (st = b->upload(c->s, rtv_act_at(b, c->ws.x, (size_t)n_img * D), c->emb,
                         (size_t)c->n_tokens * D)))
         return rtv_fail_prefix(st, "encode: task tokens");
-    if ((st = rtv_gemma_prefix(p, c->s, &c->ws, n_prefix, f)))
-        return rtv_fail_prefix(st, "encode: prefix");
+    stage_end(c->prof, b, c->s, RTV_STAGE_PREPROCESS, &t0);
+    /* device work: vision tower, projector, prefix LLM */
+    encode_args ea = { c, n_views, n_prefix, f, 0 };
+    if (c->prof || !graphs_enabled(b)) {
+        ea.prof_t0 = &t0;
+        st = encode_body(&ea);
+    } else {
+        st = run_graphed(b, c->s, &c->graphs, f, n_prefix, encode_body, &ea);
+    }
+    if (st)
+        return st;
     if ((st = b->sync(c->s)))
         return rtv_fail_prefix(st, "encode");
     stage_end(c->prof, b, c->s, RTV_STAGE_PREFIX, &t0);
@@ -570,6 +678,7 @@ struct rtv_act_ctx {
     float *noise;       /* host (H, A) */
     float *out;         /* host (H, A) normalized chunk */
     rtv_stage_prof *prof;
+    graph_cache graphs;
 };
 
 static size_t act_layout(rtv_act_ctx *c, int dry)
@@ -664,6 +773,7 @@ void rtv_act_ctx_free(rtv_act_ctx *c)
 {
     if (!c)
         return;
+    graph_cache_free(c->p->b, &c->graphs);
     rtv_arena_free(&c->a);
     if (c->s)
         c->p->b->stream_free(c->s);
@@ -677,6 +787,29 @@ void rtv_act_ctx_free(rtv_act_ctx *c)
 
 void rtv_act_ctx_set_profile(rtv_act_ctx *c, rtv_stage_prof *p) { c->prof = p; }
 const float *rtv_act_ctx_normalized(const rtv_act_ctx *c) { return c->out; }
+
+typedef struct act_args {
+    rtv_act_ctx *c;
+    const rtv_features *f;
+    int64_t *prof_t0; /* eager with a stage profile: the sensor stage's time ends here */
+} act_args;
+
+static int act_body(void *arg)
+{
+    act_args *a = arg;
+    rtv_act_ctx *c = a->c;
+    const rtv_policy *p = c->p;
+    int st;
+    if ((st = rtv_sensor_encode(p, c->s, &c->ws)))
+        return st;
+    if (a->prof_t0)
+        stage_end(c->prof, p->b, c->s, RTV_STAGE_SENSOR, a->prof_t0);
+    if (p->cfg.head == RTV_HEAD_FLOW)
+        return rtv_flow_sample(p, c->s, &c->ws, a->f);
+    return rtv_regression_forward(p, c->s, &c->ws, a->f);
+}
+
+int rtv_act_graph_captures(const rtv_act_ctx *c) { return c->graphs.captures; }
 
 int rtv_policy_act_rt(rtv_act_ctx *c, const rtv_features *f, const float *state_raw,
                       const float *history, uint64_t seed, float *chunk)
@@ -693,17 +826,27 @@ int rtv_policy_act_rt(rtv_act_ctx *c, const rtv_features *f, const float *state_
         return rtv_fail(RTV_E_ARG, "act: state, chunk%s must not be NULL",
                         m->history ? " and history" : "");
     int64_t t0 = now_ns();
+    /* inputs: normalized state, scaled history, noise */
     rtv_normstats_state(&p->stats, state_raw, c->state_norm, m->action_dim);
-    if (m->history)
+    if ((st = b->upload(c->s, c->ws.state, c->state_norm, (size_t)m->action_dim)))
+        return rtv_fail_prefix(st, "act: state");
+    if (m->history) {
         rtv_sensor_scale_history(p, history, c->hist);
-    if ((st = rtv_sensor_encode(p, c->s, &c->ws, c->state_norm, c->hist)))
-        return st;
-    stage_end(c->prof, b, c->s, RTV_STAGE_SENSOR, &t0);
+        if ((st = b->upload(c->s, c->ws.hist, c->hist, 3 * (size_t)m->history * m->robot_dof)))
+            return rtv_fail_prefix(st, "act: history");
+    }
     if (m->head == RTV_HEAD_FLOW) {
         rtv_flow_noise(seed, c->noise, HA);
-        st = rtv_flow_sample(p, c->s, &c->ws, f, c->noise);
+        if ((st = b->upload(c->s, c->ws.xt, c->noise, (size_t)HA)))
+            return rtv_fail_prefix(st, "act: noise");
+    }
+    /* device work: sensor encoding and head */
+    act_args aa = { c, f, NULL };
+    if (c->prof || !graphs_enabled(b)) {
+        aa.prof_t0 = &t0;
+        st = act_body(&aa);
     } else {
-        st = rtv_regression_forward(p, c->s, &c->ws, f);
+        st = run_graphed(b, c->s, &c->graphs, f, f->n_prefix, act_body, &aa);
     }
     if (st || (st = b->download(c->s, c->out, c->ws.xt, (size_t)HA)) || (st = b->sync(c->s)))
         return st;

@@ -148,6 +148,9 @@ typedef struct rtv_act_ws {
  * post-LayerNorm output) and the last normalized (H, A) chunk of an action context (host). */
 const rtv_vl_ws *rtv_vl_ctx_ws(const rtv_vl_ctx *c);
 const float *rtv_act_ctx_normalized(const rtv_act_ctx *c);
+/* Graphs captured so far by a context (0 on backends without graphs or with RTV_GRAPHS=0). */
+int rtv_vl_graph_captures(const rtv_vl_ctx *c);
+int rtv_act_graph_captures(const rtv_act_ctx *c);
 
 /* ---- model parts (each returns RTV_OK or the first failing op's status) ---- */
 
@@ -161,16 +164,16 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
 int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
                      int row0, int n);
 
-/* action/sensor.c: host state_norm[A] (and scaled history) -> ws->sens (head width).
- * hist_scaled is history * 3 * robot_dof host floats or NULL. */
-int rtv_sensor_encode(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws,
-                      const float *state_norm, const float *hist_scaled);
+/* action/sensor.c: ws->state (normalized, A) and ws->hist (scaled history, when cfg.history)
+ * -> ws->sens (head width). The caller uploads the inputs (runtime/policy.c), so this part
+ * contains device work only and can be captured in a graph. */
+int rtv_sensor_encode(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws);
 /* action/sensor.c: raw history (history, 3, dof) -> scaled (same shape), see docs. RT-safe. */
 void rtv_sensor_scale_history(const rtv_policy *p, const float *raw, float *out);
 
-/* action/flow.c: noise (host H*A) -> ws->xt (normalized chunk). ws->sens holds the state token. */
-int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
-                    const float *noise);
+/* action/flow.c: ws->xt holds the noise (uploaded by the caller) and becomes the normalized
+ * chunk. ws->sens holds the state token. Device work only (graph-capturable). */
+int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f);
 /* action/flow.c: splitmix64 Box-Muller noise, n values (see docs/checkpoints.md). RT-safe. */
 void rtv_flow_noise(uint64_t seed, float *out, int n);
 /* action/flow.c: Euler time of step k: (float)(1 - k / steps), as a double. */
