@@ -124,6 +124,9 @@ typedef struct rtv_backend {
     int (*capture_end)(rtv_stream *s, void **graph_out);
     int (*graph_launch)(rtv_stream *s, void *graph);
     void (*graph_free)(void *graph);
+
+    /* ---- device memory in use and total, whole device (NULL on the CPU backend) ---- */
+    int (*mem_info)(size_t *used, size_t *total);
 } rtv_backend;
 
 /* Pointer to element n of an activation buffer. */

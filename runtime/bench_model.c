@@ -4,8 +4,10 @@
  *                     [--prompt-len N] [--chunk N] [--steps N] [--iters N] [--warmup N]
  *                     [--csv FILE] [--json FILE]
  * Each iteration runs one VL encode (synthetic 640x480 views, a task of exactly N tokens) and
- * one action cycle, with the policy's stage timer on (a stream sync after each stage; on the
- * CPU backend syncs are free). Reports p50/p95/p99/max/mean in ms for preprocess, vision tower,
+ * one action cycle. Two passes: the first with the policy's stage timer on (a stream sync after
+ * each stage, eager launches) gives the component rows; the second as the runtime runs (no
+ * stage syncs, CUDA graphs where the backend has them) gives VL encode, action cycle and full
+ * forward. Reports p50/p95/p99/max/mean in ms for preprocess, vision tower,
  * prefix LLM, sensor encoding, head, VL encode, action cycle and the full forward
  * (encode + act). Output columns are stable across commits.
  */
@@ -225,34 +227,45 @@ int rtv_bench_model(int argc, char **argv)
         goto done;
     }
     rtv_stage_prof vp, ap;
-    rtv_vl_ctx_set_profile(vl, &vp);
-    rtv_act_ctx_set_profile(ac, &ap);
-    for (int it = -warmup; it < iters; it++) {
-        memset(&vp, 0, sizeof(vp));
-        memset(&ap, 0, sizeof(ap));
-        int64_t t0 = now_ns();
-        int st = rtv_policy_encode(vl, frames, nv, f);
-        int64_t t1 = now_ns();
-        if (!st)
-            st = rtv_policy_act_rt(ac, f, state, histf, (uint64_t)it, out);
-        int64_t t2 = now_ns();
-        if (st) {
-            fprintf(stderr, "rtvla bench model: %s\n", rtv_last_error());
-            free(histf);
-            goto done;
+    /* Pass 0: stage timer on (a sync after each stage, eager launches) for the per-component
+     * rows. Pass 1: stage timer off, as the runtime runs (graphs where the backend has them)
+     * for the VL encode, action cycle and full forward rows. */
+    for (int pass = 0; pass < 2; pass++) {
+        rtv_vl_ctx_set_profile(vl, pass == 0 ? &vp : NULL);
+        rtv_act_ctx_set_profile(ac, pass == 0 ? &ap : NULL);
+        for (int it = -warmup; it < iters; it++) {
+            memset(&vp, 0, sizeof(vp));
+            memset(&ap, 0, sizeof(ap));
+            int64_t t0 = now_ns();
+            int st = rtv_policy_encode(vl, frames, nv, f);
+            int64_t t1 = now_ns();
+            if (!st)
+                st = rtv_policy_act_rt(ac, f, state, histf, (uint64_t)it, out);
+            int64_t t2 = now_ns();
+            if (st) {
+                fprintf(stderr, "rtvla bench model: %s\n", rtv_last_error());
+                free(histf);
+                goto done;
+            }
+            if (it < 0)
+                continue;
+            double *s = samples + (size_t)it;
+            if (pass == 0) {
+                s[(size_t)C_PRE * iters] = vp.t_ns[RTV_STAGE_PREPROCESS] * 1e-6;
+                s[(size_t)C_VIS * iters] = vp.t_ns[RTV_STAGE_VISION] * 1e-6;
+                s[(size_t)C_PREFIX * iters] = vp.t_ns[RTV_STAGE_PREFIX] * 1e-6;
+                s[(size_t)C_SENSOR * iters] = ap.t_ns[RTV_STAGE_SENSOR] * 1e-6;
+                s[(size_t)C_HEAD * iters] = ap.t_ns[RTV_STAGE_HEAD] * 1e-6;
+            } else {
+                s[(size_t)C_ENCODE * iters] = (t1 - t0) * 1e-6;
+                s[(size_t)C_ACT * iters] = (t2 - t1) * 1e-6;
+                s[(size_t)C_FULL * iters] = (t2 - t0) * 1e-6;
+            }
         }
-        if (it < 0)
-            continue;
-        double *s = samples + (size_t)it;
-        s[(size_t)C_PRE * iters] = vp.t_ns[RTV_STAGE_PREPROCESS] * 1e-6;
-        s[(size_t)C_VIS * iters] = vp.t_ns[RTV_STAGE_VISION] * 1e-6;
-        s[(size_t)C_PREFIX * iters] = vp.t_ns[RTV_STAGE_PREFIX] * 1e-6;
-        s[(size_t)C_SENSOR * iters] = ap.t_ns[RTV_STAGE_SENSOR] * 1e-6;
-        s[(size_t)C_HEAD * iters] = ap.t_ns[RTV_STAGE_HEAD] * 1e-6;
-        s[(size_t)C_ENCODE * iters] = (t1 - t0) * 1e-6;
-        s[(size_t)C_ACT * iters] = (t2 - t1) * 1e-6;
-        s[(size_t)C_FULL * iters] = (t2 - t0) * 1e-6;
     }
+    size_t mem_used = 0, mem_total = 0;
+    if (p->b->mem_info)
+        p->b->mem_info(&mem_used, &mem_total);
     free(histf);
     stat_row rows[N_COMP];
     for (int c = 0; c < N_COMP; c++)
@@ -261,12 +274,17 @@ int rtv_bench_model(int argc, char **argv)
     struct utsname u;
     uname(&u);
     const char *head_name = m->head == RTV_HEAD_FLOW ? "flow" : "regression";
-    printf("rtvla bench model: latency per component, ms (stage syncs on)\n");
+    printf("rtvla bench model: latency, ms (components: a sync after each stage, eager; "
+           "vl_encode, action_cycle, full_forward: as the runtime runs%s)\n",
+           p->b->capture_begin ? ", CUDA graphs" : "");
     printf("machine: %s %s, %ld CPUs; backend %s; preset %s (%s)\n", u.sysname, u.machine,
            sysconf(_SC_NPROCESSORS_ONLN), p->b->name, m->preset, cfg.model.checkpoint);
     printf("views %d, prompt %d tokens, prefix %d, head %s, chunk %d, steps %d, history %d; "
            "%d iterations after %d warm-up; load %.2f s\n\n", nv, got_len, f->n_prefix, head_name,
            m->chunk, m->head == RTV_HEAD_FLOW ? m->steps : 0, m->history, iters, warmup, load_s);
+    if (mem_total)
+        printf("device memory in use: %.0f MiB of %.0f MiB (whole device, after the run)\n\n",
+               mem_used / 1048576.0, mem_total / 1048576.0);
     printf("%-14s %10s %10s %10s %10s %10s\n", "component", "p50", "p95", "p99", "max", "mean");
     for (int c = 0; c < N_COMP; c++)
         printf("%-14s %10.3f %10.3f %10.3f %10.3f %10.3f\n", comp_name[c], rows[c].p50,
@@ -297,9 +315,10 @@ int rtv_bench_model(int argc, char **argv)
         fprintf(fj, "{\"bench\": \"model\", \"machine\": \"%s %s, %ld CPUs\", \"backend\": \"%s\", "
                     "\"preset\": \"%s\", \"views\": %d, \"prompt_len\": %d, \"n_prefix\": %d, "
                     "\"head\": \"%s\", \"chunk\": %d, \"steps\": %d, \"iters\": %d, "
-                    "\"components_ms\": {",
+                    "\"device_mem_used_mib\": %.1f, \"components_ms\": {",
                 u.sysname, u.machine, sysconf(_SC_NPROCESSORS_ONLN), p->b->name, m->preset, nv,
-                got_len, f->n_prefix, head_name, m->chunk, m->steps, iters);
+                got_len, f->n_prefix, head_name, m->chunk, m->steps, iters,
+                mem_used / 1048576.0);
         for (int c = 0; c < N_COMP; c++)
             fprintf(fj, "%s\"%s\": {\"p50\": %.4f, \"p95\": %.4f, \"p99\": %.4f, \"max\": %.4f, "
                         "\"mean\": %.4f}", c ? ", " : "", comp_name[c], rows[c].p50, rows[c].p95,

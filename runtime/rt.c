@@ -1,6 +1,7 @@
 #include "runtime/rt.h"
 
 #include <errno.h>
+#include <link.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
@@ -104,6 +105,25 @@ int rtv_rt_thread_setup(const char *name, int fifo_prio, int cpu, size_t stack_p
     return RTV_OK;
 }
 
+/* Bytes of static TLS of every loaded object (PT_TLS segments). glibc carves static TLS out
+ * of each thread's stack, and cuBLAS/cudart bring hundreds of KiB of it: without adding it,
+ * a 256 KiB real-time stack can be mostly TLS and the stack prefault overflows. */
+static int tls_phdr_cb(struct dl_phdr_info *info, size_t size, void *data)
+{
+    (void)size;
+    for (int i = 0; i < info->dlpi_phnum; i++)
+        if (info->dlpi_phdr[i].p_type == PT_TLS)
+            *(size_t *)data += info->dlpi_phdr[i].p_memsz + info->dlpi_phdr[i].p_align;
+    return 0;
+}
+
+static size_t static_tls_bytes(void)
+{
+    size_t n = 0;
+    dl_iterate_phdr(tls_phdr_cb, &n);
+    return n;
+}
+
 int rtv_rt_thread_create(void *thread_out, const char *name, size_t stack_bytes,
                          void *(*fn)(void *), void *arg)
 {
@@ -118,6 +138,7 @@ int rtv_rt_thread_create(void *thread_out, const char *name, size_t stack_bytes,
      * out of the thread's stack. */
     if (stack_bytes) stack_bytes += 2u << 20;
 #endif
+    if (stack_bytes) stack_bytes += (static_tls_bytes() + 4095) & ~(size_t)4095;
     if (stack_bytes) pthread_attr_setstacksize(&a, stack_bytes);
     int e = pthread_create((pthread_t *)thread_out, &a, fn, arg);
     pthread_attr_destroy(&a);

@@ -1,0 +1,143 @@
+/* kernels/cuda/attention.cu — masked multi-query / grouped attention through cuBLAS.
+ *
+ * logits[h, i, j] = scale * q[i, h] . k[j, kvh(h)]        (strided-batched GEMM per key
+ *                                                         segment, fp32 out, bf16 in)
+ * probs = softmax_j(logits) with the limit rule (rows i < limit_rows see keys j < limit_keys),
+ *         masked entries exactly 0, stored bf16 (as PyTorch's eager path casts them)
+ * out[i, h] = sum_j probs[h, i, j] v[j, kvh(h)]            (GEMM per segment into fp32, then
+ *                                                         one pass to bf16 at stride ldo)
+ * For MQA (one kv head) the K/V operand has batch stride 0, so all heads run in one GEMM.
+ * Scratch (per stream): heads * n_q * n_k * 6 bytes + n_q * heads * hd * 4 bytes. */
+#include "cuda_impl.h"
+
+static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
+                                 int n_k, int limit_rows, int limit_keys, int total_rows)
+{
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= total_rows) return;
+    int i = row % rows_per_head;
+    int nk = i < limit_rows ? limit_keys : n_k;
+    const float *l = logits + (size_t)row * ldl;
+    bf16 *p = probs + (size_t)row * ldl;
+    float m = -INFINITY;
+    for (int j = lane; j < nk; j += 32) m = fmaxf(m, l[j]);
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float s = 0.0f;
+    for (int j = lane; j < nk; j += 32) s += __expf(l[j] - m);
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float inv = s > 0.0f ? 1.0f / s : 0.0f;
+    for (int j = lane; j < n_k; j += 32)
+        p[j] = __float2bfloat16(j < nk ? __expf(l[j] - m) * inv : 0.0f);
+}
+
+static __global__ void f32_to_bf16_2d_k(bf16 *dst, int ldd, const float *src, int lds, int rows,
+                                        int cols)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (size_t)rows * cols) return;
+    int r = (int)(t / cols), c = (int)(t % cols);
+    dst[(size_t)r * ldd + c] = __float2bfloat16(src[(size_t)r * lds + c]);
+}
+
+/* One segment's logits GEMM for every head. */
+static int qk_segment(rtv_stream *s, float *logits, int ldl, int col, const bf16 *q, int ldq,
+                      const bf16 *k, int ldk, int nk, int n_q, int n_heads, int n_kv, int hd,
+                      float scale)
+{
+    const float beta = 0.0f;
+    int group = n_heads / n_kv;
+    long long sC = (long long)n_q * ldl;
+    if (group == 1) {
+        BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, nk, n_q, hd,
+                                            &scale, k, CUDA_R_16BF, ldk, hd, q, CUDA_R_16BF, ldq,
+                                            hd, &beta, logits + col, CUDA_R_32F, ldl, sC,
+                                            n_heads, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return RTV_OK;
+    }
+    for (int kv = 0; kv < n_kv; kv++) {
+        int h0 = kv * group;
+        BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_T, CUBLAS_OP_N, nk, n_q, hd,
+                                            &scale, k + (size_t)kv * hd, CUDA_R_16BF, ldk, 0,
+                                            q + (size_t)h0 * hd, CUDA_R_16BF, ldq, hd, &beta,
+                                            logits + (size_t)h0 * sC + col, CUDA_R_32F, ldl, sC,
+                                            group, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return RTV_OK;
+}
+
+/* One segment's probs . V for every head, accumulated into out32 [n_q, n_heads*hd]. */
+static int pv_segment(rtv_stream *s, float *out32, const bf16 *probs, int ldl, int col,
+                      const bf16 *v, int ldv, int nk, int n_q, int n_heads, int n_kv, int hd,
+                      float beta)
+{
+    const float one = 1.0f;
+    int group = n_heads / n_kv;
+    long long sP = (long long)n_q * ldl;
+    int ldo = n_heads * hd;
+    if (group == 1) {
+        BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n_q, nk, &one,
+                                            v, CUDA_R_16BF, ldv, hd, probs + col, CUDA_R_16BF,
+                                            ldl, sP, &beta, out32, CUDA_R_32F, ldo, hd, n_heads,
+                                            CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        return RTV_OK;
+    }
+    for (int kv = 0; kv < n_kv; kv++) {
+        int h0 = kv * group;
+        BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n_q, nk, &one,
+                                            v + (size_t)kv * hd, CUDA_R_16BF, ldv, 0,
+                                            probs + (size_t)h0 * sP + col, CUDA_R_16BF, ldl, sP,
+                                            &beta, out32 + (size_t)h0 * hd, CUDA_R_32F, ldo, hd,
+                                            group, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+    return RTV_OK;
+}
+
+
+int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
+                       const void *k0, const void *v0, int ld0, int n0,
+                       const void *k1, const void *v1, int ld1, int n1,
+                       int n_q, int n_heads, int n_kv_heads, int head_dim, float scale,
+                       int limit_rows, int limit_keys)
+{
+    int n_k = n0 + (k1 ? n1 : 0);
+    if (n_q <= 0 || n0 <= 0 || n_heads <= 0 || n_kv_heads <= 0 || n_heads % n_kv_heads ||
+        head_dim <= 0 || ldq < n_heads * head_dim || ldo < n_heads * head_dim ||
+        ld0 < n_kv_heads * head_dim || (n1 > 0 && (!k1 || !v1 || ld1 < n_kv_heads * head_dim)) ||
+        limit_keys > n_k)
+        return rtv_fail(RTV_E_ARG, "attention: bad shape n_q=%d n0=%d n1=%d heads=%d/%d hd=%d",
+                        n_q, n0, n1, n_heads, n_kv_heads, head_dim);
+    if (limit_rows > 0 && limit_keys <= 0)
+        return rtv_fail(RTV_E_ARG, "attention: limit_rows=%d with limit_keys=%d", limit_rows,
+                        limit_keys);
+    int ldl = (n_k + 7) & ~7;
+    size_t cells = (size_t)n_heads * n_q * ldl;
+    rtv_cuda_scratch_begin(s);
+    float *logits = (float *)rtv_cuda_scratch(s, cells * sizeof(float));
+    bf16 *probs = (bf16 *)rtv_cuda_scratch(s, cells * sizeof(bf16));
+    float *out32 = (float *)rtv_cuda_scratch(s, (size_t)n_q * n_heads * head_dim * sizeof(float));
+    if (!logits || !probs || !out32) return RTV_E_NOMEM;
+    int st;
+    if ((st = qk_segment(s, logits, ldl, 0, (const bf16 *)q, ldq, (const bf16 *)k0, ld0, n0, n_q,
+                         n_heads, n_kv_heads, head_dim, scale)))
+        return st;
+    if (n1 > 0 && (st = qk_segment(s, logits, ldl, n0, (const bf16 *)q, ldq, (const bf16 *)k1,
+                                   ld1, n1, n_q, n_heads, n_kv_heads, head_dim, scale)))
+        return st;
+    int rows = n_heads * n_q;
+    softmax_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k, limit_rows,
+                                                   limit_keys, rows);
+    LAUNCH_CHECK("softmax");
+    if ((st = pv_segment(s, out32, probs, ldl, 0, (const bf16 *)v0, ld0, n0, n_q, n_heads,
+                         n_kv_heads, head_dim, 0.0f)))
+        return st;
+    if (n1 > 0 && (st = pv_segment(s, out32, probs, ldl, n0, (const bf16 *)v1, ld1, n1, n_q,
+                                   n_heads, n_kv_heads, head_dim, 1.0f)))
+        return st;
+    size_t n = (size_t)n_q * n_heads * head_dim;
+    f32_to_bf16_2d_k<<<rtv_cdiv(n, 256), 256, 0, s->s>>>((bf16 *)out, ldo, out32,
+                                                         n_heads * head_dim, n_q,
+                                                         n_heads * head_dim);
+    LAUNCH_CHECK("attention out");
+    return RTV_OK;
+}

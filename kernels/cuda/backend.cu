@@ -1,0 +1,298 @@
+/* kernels/cuda/backend.cu — the "cuda" rtv_backend: bf16 activations and weights on the
+ * device, fp32 accumulation; streams, memory, transfers and graph capture. The ops live in
+ * the other files of this folder, one per op family. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cuda_impl.h"
+
+int rtv_cuda_fail(cudaError_t e, const char *what, const char *file, int line)
+{
+    return rtv_fail(RTV_E_DEVICE, "CUDA: %s failed: %s (%s) at %s:%d", what,
+                    cudaGetErrorName(e), cudaGetErrorString(e), file, line);
+}
+
+int rtv_cublas_fail(int st, const char *what, const char *file, int line)
+{
+    return rtv_fail(RTV_E_DEVICE, "cuBLAS: %s failed with status %d (%s) at %s:%d", what, st,
+                    cublasGetStatusString((cublasStatus_t)st), file, line);
+}
+
+void *rtv_cuda_scratch(rtv_stream *s, size_t bytes)
+{
+    size_t off = (s->scratch_used + 255) & ~(size_t)255;
+    if (off + bytes > s->scratch_bytes) {
+        rtv_fail(RTV_E_NOMEM, "CUDA stream scratch: one op needs %zu bytes, %zu of %zu taken "
+                 "(raise RTV_CUDA_SCRATCH_MB)", bytes, s->scratch_used, s->scratch_bytes);
+        return NULL;
+    }
+    s->scratch_used = off + bytes;
+    return s->scratch + off;
+}
+
+void *rtv_cuda_staging(rtv_stream *s, size_t bytes)
+{
+    size_t off = (s->staging_used + 255) & ~(size_t)255;
+    if (off + bytes > s->staging_bytes) {
+        rtv_fail(RTV_E_NOMEM, "CUDA stream staging: need %zu more bytes, %zu of %zu used "
+                 "(raise RTV_CUDA_STAGING_MB)", bytes, s->staging_used, s->staging_bytes);
+        return NULL;
+    }
+    s->staging_used = off + bytes;
+    return s->staging + off;
+}
+
+static size_t env_mb(const char *name, size_t def_mb)
+{
+    const char *v = getenv(name);
+    long mb = v ? strtol(v, NULL, 10) : 0;
+    return (size_t)(mb > 0 ? mb : (long)def_mb) << 20;
+}
+
+/* Stream creation hook: the SM-split code (split.cu) installs a function that returns the
+ * cudaStream_t for the calling thread's side and that side's SM count; NULL means an ordinary
+ * non-blocking stream on the whole GPU. */
+extern "C" int (*rtv_cuda_stream_factory)(cudaStream_t *out, int *sm_count);
+int (*rtv_cuda_stream_factory)(cudaStream_t *out, int *sm_count) = NULL;
+extern "C" void *rtv_cuda_split_ctx(void);
+extern "C" int rtv_cuda_split_push(void *ctx);
+extern "C" void rtv_cuda_split_pop(void);
+
+static void cuda_stream_free(rtv_stream *s)
+{
+    if (!s) return;
+    for (int i = 0; i < RTV_CUDA_LT_CACHE; i++) {
+        struct rtv_lt_plan *p = &s->plans[i];
+        if (!p->valid) continue;
+        cublasLtMatrixLayoutDestroy(p->a);
+        cublasLtMatrixLayoutDestroy(p->b);
+        cublasLtMatrixLayoutDestroy(p->c);
+        cublasLtMatmulDescDestroy(p->desc);
+    }
+    if (s->blas) cublasDestroy(s->blas);
+    if (s->lt) cublasLtDestroy(s->lt);
+    cudaFree(s->blas_ws);
+    cudaFree(s->lt_ws);
+    cudaFree(s->scratch);
+    cudaFreeHost(s->staging);
+    if (s->s) cudaStreamDestroy(s->s);
+    free(s);
+}
+
+static int cuda_stream_new(rtv_stream **out)
+{
+    *out = NULL;
+    rtv_stream *s = (rtv_stream *)calloc(1, sizeof(*s));
+    if (!s) return rtv_fail(RTV_E_NOMEM, "CUDA stream: out of host memory");
+    int st = RTV_OK, sms = 0, pushed = 0;
+    cudaError_t e;
+    void *ctx = NULL;
+    if (rtv_cuda_stream_factory) {
+        if ((st = rtv_cuda_stream_factory(&s->s, &sms))) goto fail;
+    } else if ((e = cudaStreamCreateWithFlags(&s->s, cudaStreamNonBlocking)) != cudaSuccess) {
+        st = rtv_cuda_fail(e, "cudaStreamCreateWithFlags", __FILE__, __LINE__);
+        goto fail;
+    }
+    s->blas_ws_bytes = 32u << 20;
+    s->lt_ws_bytes = 32u << 20;
+    s->scratch_bytes = env_mb("RTV_CUDA_SCRATCH_MB", 128);
+    s->staging_bytes = env_mb("RTV_CUDA_STAGING_MB", 64);
+    if ((e = cudaMalloc(&s->blas_ws, s->blas_ws_bytes)) != cudaSuccess ||
+        (e = cudaMalloc(&s->lt_ws, s->lt_ws_bytes)) != cudaSuccess ||
+        (e = cudaMalloc((void **)&s->scratch, s->scratch_bytes)) != cudaSuccess ||
+        (e = cudaHostAlloc((void **)&s->staging, s->staging_bytes, cudaHostAllocDefault)) !=
+            cudaSuccess) {
+        st = rtv_cuda_fail(e, "allocating stream workspaces", __FILE__, __LINE__);
+        goto fail;
+    }
+    /* cuBLAS handles are made with the partition's context current (gpu_rt.md 1.3 step 7) */
+    if ((ctx = rtv_cuda_split_ctx())) {
+        if ((st = rtv_cuda_split_push(ctx))) goto fail;
+        pushed = 1;
+    }
+    if (cublasCreate(&s->blas) != CUBLAS_STATUS_SUCCESS ||
+        cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
+        st = rtv_fail(RTV_E_DEVICE, "cuBLAS: could not create a handle");
+        goto fail;
+    }
+    if (pushed) {
+        rtv_cuda_split_pop();
+        pushed = 0;
+    }
+    s->sm_count = sms;
+    if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
+    if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes) != CUBLAS_STATUS_SUCCESS ||
+        cublasSetMathMode(s->blas, CUBLAS_DEFAULT_MATH) != CUBLAS_STATUS_SUCCESS) {
+        st = rtv_fail(RTV_E_DEVICE, "cuBLAS: could not configure the handle");
+        goto fail;
+    }
+    *out = s;
+    return RTV_OK;
+fail:
+    if (pushed) rtv_cuda_split_pop();
+    cuda_stream_free(s);
+    return st;
+}
+
+static int cuda_alloc(void **out, size_t bytes)
+{
+    *out = NULL;
+    cudaError_t e = cudaMalloc(out, bytes ? bytes : 256);
+    if (e != cudaSuccess) {
+        size_t fr = 0, tot = 0;
+        cudaMemGetInfo(&fr, &tot);
+        *out = NULL;
+        return rtv_fail(RTV_E_NOMEM, "CUDA: cannot allocate %.1f MiB of device memory "
+                        "(%.1f MiB free of %.1f MiB): %s", bytes / 1048576.0, fr / 1048576.0,
+                        tot / 1048576.0, cudaGetErrorString(e));
+    }
+    return RTV_OK;
+}
+
+static void cuda_free(void *p) { if (p) cudaFree(p); }
+
+static int cuda_upload_weight(void *dst, const void *src, rtv_dtype src_dt, size_t n)
+{
+    if (src_dt == RTV_DT_BF16) {
+        CU_TRY(cudaMemcpy(dst, src, n * 2, cudaMemcpyHostToDevice));
+        return RTV_OK;
+    }
+    /* Convert on the host in chunks of 16 Mi elements. */
+    const size_t chunk = (size_t)16 << 20;
+    uint16_t *tmp = (uint16_t *)malloc((n < chunk ? n : chunk) * 2);
+    if (!tmp) return rtv_fail(RTV_E_NOMEM, "CUDA upload_weight: out of host memory");
+    for (size_t i0 = 0; i0 < n; i0 += chunk) {
+        size_t m = n - i0 < chunk ? n - i0 : chunk;
+        for (size_t i = 0; i < m; i++) {
+            float f = src_dt == RTV_DT_F32 ? ((const float *)src)[i0 + i]
+                                           : rtv_f16_to_f32(((const uint16_t *)src)[i0 + i]);
+            tmp[i] = rtv_f32_to_bf16(f);
+        }
+        cudaError_t e = cudaMemcpy((uint16_t *)dst + i0, tmp, m * 2, cudaMemcpyHostToDevice);
+        if (e != cudaSuccess) {
+            free(tmp);
+            return rtv_cuda_fail(e, "cudaMemcpy (weights)", __FILE__, __LINE__);
+        }
+    }
+    free(tmp);
+    return RTV_OK;
+}
+
+static int cuda_upload(rtv_stream *s, void *dst, const float *src, size_t n)
+{
+    if (s->capturing)
+        return rtv_fail(RTV_E_ARG, "CUDA upload: called inside a graph capture (a replay would "
+                        "copy stale host data); upload before capture_begin");
+    rtv_cuda_scratch_begin(s);
+    float *st = (float *)rtv_cuda_staging(s, n * sizeof(float));
+    float *dv = (float *)rtv_cuda_scratch(s, n * sizeof(float));
+    if (!st || !dv) return RTV_E_NOMEM;
+    memcpy(st, src, n * sizeof(float));
+    CU_TRY(cudaMemcpyAsync(dv, st, n * sizeof(float), cudaMemcpyHostToDevice, s->s));
+    return rtv_cuda_f32_to_bf16(s, dst, dv, n);
+}
+
+static int cuda_download(rtv_stream *s, float *dst, const void *src, size_t n)
+{
+    rtv_cuda_scratch_begin(s);
+    float *dv = (float *)rtv_cuda_scratch(s, n * sizeof(float));
+    if (!dv) return RTV_E_NOMEM;
+    int st = rtv_cuda_bf16_to_f32(s, dv, src, n);
+    if (st) return st;
+    CU_TRY(cudaMemcpyAsync(dst, dv, n * sizeof(float), cudaMemcpyDeviceToHost, s->s));
+    return RTV_OK;
+}
+
+static int cuda_sync(rtv_stream *s)
+{
+    CU_TRY(cudaStreamSynchronize(s->s));
+    s->staging_used = 0;
+    return RTV_OK;
+}
+
+static int cuda_capture_begin(rtv_stream *s)
+{
+    CU_TRY(cudaStreamBeginCapture(s->s, cudaStreamCaptureModeThreadLocal));
+    s->capturing = 1;
+    return RTV_OK;
+}
+
+static int cuda_capture_end(rtv_stream *s, void **graph_out)
+{
+    cudaGraph_t g = NULL;
+    cudaGraphExec_t ex = NULL;
+    s->capturing = 0;
+    *graph_out = NULL;
+    CU_TRY(cudaStreamEndCapture(s->s, &g));
+    cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) return rtv_cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);
+    *graph_out = (void *)ex;
+    return RTV_OK;
+}
+
+static int cuda_graph_launch(rtv_stream *s, void *graph)
+{
+    CU_TRY(cudaGraphLaunch((cudaGraphExec_t)graph, s->s));
+    return RTV_OK;
+}
+
+static void cuda_graph_free(void *graph)
+{
+    if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
+}
+
+static int cuda_mem_info(size_t *used, size_t *total)
+{
+    size_t fr = 0, tot = 0;
+    CU_TRY(cudaMemGetInfo(&fr, &tot));
+    *used = tot - fr;
+    *total = tot;
+    return RTV_OK;
+}
+
+static rtv_backend cuda_backend;
+
+extern "C" const rtv_backend *rtv_backend_cuda(void)
+{
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess || n == 0) return NULL;
+    if (!cuda_backend.name) {
+        rtv_backend b;
+        memset(&b, 0, sizeof(b));
+        b.name = "cuda";
+        b.act_bytes = 2;
+        b.act_dt = RTV_DT_BF16;
+        b.w_dt = RTV_DT_BF16;
+        b.stream_new = cuda_stream_new;
+        b.stream_free = cuda_stream_free;
+        b.alloc = cuda_alloc;
+        b.free = cuda_free;
+        b.upload_weight = cuda_upload_weight;
+        b.upload = cuda_upload;
+        b.download = cuda_download;
+        b.sync = cuda_sync;
+        b.matmul = rtv_cuda_matmul;
+        b.layernorm = rtv_cuda_layernorm;
+        b.rmsnorm = rtv_cuda_rmsnorm;
+        b.rope = rtv_cuda_rope;
+        b.attention = rtv_cuda_attention;
+        b.geglu = rtv_cuda_geglu;
+        b.add_weight_rows = rtv_cuda_add_weight_rows;
+        b.axpy = rtv_cuda_axpy;
+        b.scale = rtv_cuda_scale;
+        b.copy2d = rtv_cuda_copy2d;
+        b.mean_rows = rtv_cuda_mean_rows;
+        b.preprocess = rtv_cuda_preprocess;
+        b.patchify = rtv_cuda_patchify;
+        b.capture_begin = cuda_capture_begin;
+        b.capture_end = cuda_capture_end;
+        b.graph_launch = cuda_graph_launch;
+        b.graph_free = cuda_graph_free;
+        b.mem_info = cuda_mem_info;
+        cuda_backend = b;
+    }
+    return &cuda_backend;
+}

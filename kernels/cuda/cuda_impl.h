@@ -1,0 +1,103 @@
+/* kernels/cuda/cuda_impl.h — private to the CUDA backend: the stream object and checks.
+ *
+ * One rtv_stream per calling thread: a CUDA stream, a cuBLAS and a cuBLASLt handle with their
+ * own workspaces (so that graph capture never allocates), a device scratch area for attention
+ * logits and dtype conversion, and pinned host staging for uploads.
+ * Scratch is per op: an op calls rtv_cuda_scratch_begin() and then takes what it needs. Ops on
+ * one stream run in order, so the next op may reuse the same bytes (also inside a graph).
+ * Staging is written by the host at enqueue time, so it is a bump allocator reset by sync().
+ */
+#ifndef RTV_CUDA_IMPL_H
+#define RTV_CUDA_IMPL_H
+
+#include <cublasLt.h>
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stddef.h>
+#include <stdint.h>
+
+extern "C" {
+#include "kernels/backend.h"
+#include "runtime/status.h"
+}
+
+typedef __nv_bfloat16 bf16;
+
+#define RTV_CUDA_LT_CACHE 128
+
+struct rtv_lt_plan {
+    int M, N, K, ldx, ldy, epi, beta1, valid;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+};
+
+struct rtv_stream {
+    cudaStream_t s;
+    cublasHandle_t blas;
+    cublasLtHandle_t lt;
+    void *blas_ws, *lt_ws;      /* device workspaces */
+    size_t blas_ws_bytes, lt_ws_bytes;
+    char *scratch;              /* device scratch of the op being enqueued (see below) */
+    size_t scratch_bytes, scratch_used;
+    char *staging;              /* pinned host staging, bump-allocated, reset by sync */
+    size_t staging_bytes, staging_used;
+    int capturing;
+    int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
+    struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
+};
+
+/* Records the failed call's text and file:line; returns RTV_E_DEVICE. */
+int rtv_cuda_fail(cudaError_t e, const char *what, const char *file, int line);
+int rtv_cublas_fail(int st, const char *what, const char *file, int line);
+#define CU_TRY(call)                                                                        \
+    do {                                                                                    \
+        cudaError_t e_ = (call);                                                            \
+        if (e_ != cudaSuccess) return rtv_cuda_fail(e_, #call, __FILE__, __LINE__);        \
+    } while (0)
+#define BLAS_TRY(call)                                                                      \
+    do {                                                                                    \
+        int st_ = (int)(call);                                                              \
+        if (st_ != 0) return rtv_cublas_fail(st_, #call, __FILE__, __LINE__);              \
+    } while (0)
+/* After a kernel launch. */
+#define LAUNCH_CHECK(name) CU_TRY(cudaGetLastError())
+
+/* Bump allocations from the stream's scratch (device) and staging (pinned host). */
+static inline void rtv_cuda_scratch_begin(rtv_stream *s) { s->scratch_used = 0; }
+void *rtv_cuda_scratch(rtv_stream *s, size_t bytes);
+void *rtv_cuda_staging(rtv_stream *s, size_t bytes);
+
+static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
+
+/* Launchers (one per op; same arguments as the rtv_backend entries). */
+int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                    const void *bias, int M, int N, int K, int flags);
+int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
+                       int rows, int dim, float eps);
+int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,
+                     float eps);
+int rtv_cuda_rope(rtv_stream *s, void *x, int ld, int rows, int n_heads, int head_dim, int pos0,
+                  float theta);
+int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
+                       const void *k0, const void *v0, int ld0, int n0,
+                       const void *k1, const void *v1, int ld1, int n1,
+                       int n_q, int n_heads, int n_kv_heads, int head_dim, float scale,
+                       int limit_rows, int limit_keys);
+int rtv_cuda_geglu(rtv_stream *s, void *y, const void *gu, int rows, int ff);
+int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
+                             int period);
+int rtv_cuda_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n);
+int rtv_cuda_scale(rtv_stream *s, void *y, const void *x, float alpha, size_t n);
+int rtv_cuda_copy2d(rtv_stream *s, void *dst, int ldd, const void *src, int lds, int rows,
+                    int cols);
+int rtv_cuda_mean_rows(rtv_stream *s, void *y, const void *x, int ldx, int rows, int dim);
+int rtv_cuda_activation(rtv_stream *s, void *y, int ldy, int rows, int cols, int flags);
+int rtv_cuda_preprocess(rtv_stream *s, void *y, const uint8_t *rgb, int w, int h, int stride,
+                        int out);
+int rtv_cuda_patchify(rtv_stream *s, void *y, const void *img, int n_img, int size, int p);
+int rtv_cuda_f32_to_bf16(rtv_stream *s, void *dst, const float *src, size_t n);
+int rtv_cuda_bf16_to_f32(rtv_stream *s, float *dst, const void *src, size_t n);
+
+#endif

@@ -1,0 +1,153 @@
+/* kernels/cuda/elementwise.cu — the memory-bound glue ops, bf16 in/out, fp32 math:
+ * geglu, activation (GELU-tanh / SiLU after a GEMM), add_weight_rows (position embeddings and
+ * broadcast biases), axpy (Euler update), scale, copy2d, mean_rows, dtype conversions.
+ * Grid-stride-free: one thread per output element (sizes here are at most a few million). */
+#include "cuda_impl.h"
+
+static __device__ __forceinline__ float gelu_tanh(float x)
+{
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x)));
+}
+
+static __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
+
+static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (size_t)rows * ff) return;
+    size_t r = t / ff, j = t % ff;
+    float g = __bfloat162float(gu[r * 2 * ff + j]);
+    float u = __bfloat162float(gu[r * 2 * ff + ff + j]);
+    y[t] = __float2bfloat16(gelu_tanh(g) * u);
+}
+
+static __global__ void act_k(bf16 *y, int ld, int rows, int cols, int silu_not_gelu)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (size_t)rows * cols) return;
+    bf16 *p = y + (t / cols) * ld + t % cols;
+    float v = __bfloat162float(*p);
+    *p = __float2bfloat16(silu_not_gelu ? silu(v) : gelu_tanh(v));
+}
+
+static __global__ void add_rows_k(bf16 *y, const bf16 *w, int rows, int dim, int period)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (size_t)rows * dim) return;
+    size_t r = t / dim, c = t % dim;
+    y[t] = __float2bfloat16(__bfloat162float(y[t]) +
+                            __bfloat162float(w[(r % period) * dim + c]));
+}
+
+static __global__ void axpy_k(bf16 *y, const bf16 *x, float a, size_t n)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) y[t] = __float2bfloat16(__bfloat162float(y[t]) + a * __bfloat162float(x[t]));
+}
+
+static __global__ void scale_k(bf16 *y, const bf16 *x, float a, size_t n)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) y[t] = __float2bfloat16(a * __bfloat162float(x[t]));
+}
+
+/* One thread per column; rows summed in fp32. */
+static __global__ void mean_rows_k(bf16 *y, const bf16 *x, int ldx, int rows, int dim)
+{
+    int c = blockIdx.x * blockDim.x + threadIdx.x;
+    if (c >= dim) return;
+    float s = 0.0f;
+    for (int r = 0; r < rows; r++) s += __bfloat162float(x[(size_t)r * ldx + c]);
+    y[c] = __float2bfloat16(s / rows);
+}
+
+static __global__ void f2b_k(bf16 *d, const float *s, size_t n)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) d[t] = __float2bfloat16(s[t]);
+}
+
+static __global__ void b2f_k(float *d, const bf16 *s, size_t n)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t < n) d[t] = __bfloat162float(s[t]);
+}
+
+#define GRID(n) rtv_cdiv((n), 256), 256, 0, s->s
+
+int rtv_cuda_geglu(rtv_stream *s, void *y, const void *gu, int rows, int ff)
+{
+    if (rows <= 0 || ff <= 0) return rtv_fail(RTV_E_ARG, "geglu: rows=%d ff=%d", rows, ff);
+    geglu_k<<<GRID((size_t)rows * ff)>>>((bf16 *)y, (const bf16 *)gu, rows, ff);
+    LAUNCH_CHECK("geglu");
+    return RTV_OK;
+}
+
+int rtv_cuda_activation(rtv_stream *s, void *y, int ldy, int rows, int cols, int flags)
+{
+    act_k<<<GRID((size_t)rows * cols)>>>((bf16 *)y, ldy, rows, cols,
+                                         (flags & RTV_MM_SILU) ? 1 : 0);
+    LAUNCH_CHECK("activation");
+    return RTV_OK;
+}
+
+int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
+                             int period)
+{
+    if (rows <= 0 || dim <= 0 || period <= 0)
+        return rtv_fail(RTV_E_ARG, "add_weight_rows: rows=%d dim=%d period=%d", rows, dim,
+                        period);
+    add_rows_k<<<GRID((size_t)rows * dim)>>>((bf16 *)y, (const bf16 *)w, rows, dim, period);
+    LAUNCH_CHECK("add_weight_rows");
+    return RTV_OK;
+}
+
+int rtv_cuda_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n)
+{
+    if (!n) return RTV_OK;
+    axpy_k<<<GRID(n)>>>((bf16 *)y, (const bf16 *)x, alpha, n);
+    LAUNCH_CHECK("axpy");
+    return RTV_OK;
+}
+
+int rtv_cuda_scale(rtv_stream *s, void *y, const void *x, float alpha, size_t n)
+{
+    if (!n) return RTV_OK;
+    scale_k<<<GRID(n)>>>((bf16 *)y, (const bf16 *)x, alpha, n);
+    LAUNCH_CHECK("scale");
+    return RTV_OK;
+}
+
+int rtv_cuda_copy2d(rtv_stream *s, void *dst, int ldd, const void *src, int lds, int rows,
+                    int cols)
+{
+    if (rows <= 0 || cols <= 0) return RTV_OK;
+    CU_TRY(cudaMemcpy2DAsync(dst, (size_t)ldd * 2, src, (size_t)lds * 2, (size_t)cols * 2, rows,
+                             cudaMemcpyDeviceToDevice, s->s));
+    return RTV_OK;
+}
+
+int rtv_cuda_mean_rows(rtv_stream *s, void *y, const void *x, int ldx, int rows, int dim)
+{
+    if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "mean_rows: rows=%d dim=%d", rows, dim);
+    mean_rows_k<<<GRID((size_t)dim)>>>((bf16 *)y, (const bf16 *)x, ldx, rows, dim);
+    LAUNCH_CHECK("mean_rows");
+    return RTV_OK;
+}
+
+int rtv_cuda_f32_to_bf16(rtv_stream *s, void *dst, const float *src, size_t n)
+{
+    if (!n) return RTV_OK;
+    f2b_k<<<GRID(n)>>>((bf16 *)dst, src, n);
+    LAUNCH_CHECK("f32_to_bf16");
+    return RTV_OK;
+}
+
+int rtv_cuda_bf16_to_f32(rtv_stream *s, float *dst, const void *src, size_t n)
+{
+    if (!n) return RTV_OK;
+    b2f_k<<<GRID(n)>>>(dst, (const bf16 *)src, n);
+    LAUNCH_CHECK("bf16_to_f32");
+    return RTV_OK;
+}

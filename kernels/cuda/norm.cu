@@ -1,0 +1,82 @@
+/* kernels/cuda/norm.cu — LayerNorm and RMSNorm over rows, bf16 in/out, fp32 statistics.
+ * One block of 256 threads per row; two passes over the row (statistics, then output), each
+ * thread touching the same elements in both, so y may alias x.
+ *   layernorm: y = (x - mean) / sqrt(var + eps) * w + b
+ *   rmsnorm:   y = x * rsqrt(mean(x^2) + eps) * (1 + w)        (Gemma's zero-centred scale) */
+#include "cuda_impl.h"
+
+#define NORM_THREADS 256
+
+static __device__ float block_sum(float v, float *sh)
+{
+    for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    if (lane == 0) sh[warp] = v;
+    __syncthreads();
+    float t = 0.0f;
+    if (threadIdx.x < 32) {
+        t = threadIdx.x < (blockDim.x >> 5) ? sh[threadIdx.x] : 0.0f;
+        for (int o = 16; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+        if (threadIdx.x == 0) sh[0] = t;
+    }
+    __syncthreads();
+    t = sh[0];
+    __syncthreads();
+    return t;
+}
+
+static __global__ void layernorm_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int dim,
+                                   float eps)
+{
+    __shared__ float sh[32];
+    const bf16 *xr = x + (size_t)blockIdx.x * dim;
+    bf16 *yr = y + (size_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) s += __bfloat162float(xr[i]);
+    float mean = block_sum(s, sh) / dim;
+    float v = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float d = __bfloat162float(xr[i]) - mean;
+        v += d * d;
+    }
+    float rstd = rsqrtf(block_sum(v, sh) / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float d = (__bfloat162float(xr[i]) - mean) * rstd;
+        yr[i] = __float2bfloat16(d * __bfloat162float(w[i]) + __bfloat162float(b[i]));
+    }
+}
+
+static __global__ void rmsnorm_k(bf16 *y, const bf16 *x, const bf16 *w, int dim, float eps)
+{
+    __shared__ float sh[32];
+    const bf16 *xr = x + (size_t)blockIdx.x * dim;
+    bf16 *yr = y + (size_t)blockIdx.x * dim;
+    float s = 0.0f;
+    for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+        float a = __bfloat162float(xr[i]);
+        s += a * a;
+    }
+    float r = rsqrtf(block_sum(s, sh) / dim + eps);
+    for (int i = threadIdx.x; i < dim; i += blockDim.x)
+        yr[i] = __float2bfloat16(__bfloat162float(xr[i]) * r * (1.0f + __bfloat162float(w[i])));
+}
+
+int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
+                       int rows, int dim, float eps)
+{
+    if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "layernorm: rows=%d dim=%d", rows, dim);
+    layernorm_k<<<rows, NORM_THREADS, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                                                 (const bf16 *)b, dim, eps);
+    LAUNCH_CHECK("layernorm");
+    return RTV_OK;
+}
+
+int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,
+                     float eps)
+{
+    if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "rmsnorm: rows=%d dim=%d", rows, dim);
+    rmsnorm_k<<<rows, NORM_THREADS, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w, dim,
+                                               eps);
+    LAUNCH_CHECK("rmsnorm");
+    return RTV_OK;
+}

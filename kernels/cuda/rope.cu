@@ -1,0 +1,38 @@
+/* kernels/cuda/rope.cu — rotary position embedding in place, half-split layout:
+ * for head vector x at position p, pairs (i, i + hd/2), theta_i = p * base^(-2i/hd) in fp32:
+ *   x[i] = x1 cos - x2 sin;  x[i + hd/2] = x2 cos + x1 sin.
+ * One thread per (row, head, i). */
+#include "cuda_impl.h"
+
+static __global__ void rope_k(bf16 *x, int ld, int rows, int n_heads, int hd, int pos0,
+                              float log2_theta)
+{
+    int half = hd / 2;
+    size_t n = (size_t)rows * n_heads * half;
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= n) return;
+    int i = (int)(t % half);
+    int h = (int)((t / half) % n_heads);
+    int r = (int)(t / ((size_t)half * n_heads));
+    float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
+    float ang = (float)(pos0 + r) * inv_freq;
+    float sn, cs;
+    sincosf(ang, &sn, &cs);
+    bf16 *v = x + (size_t)r * ld + (size_t)h * hd;
+    float x1 = __bfloat162float(v[i]), x2 = __bfloat162float(v[i + half]);
+    v[i] = __float2bfloat16(x1 * cs - x2 * sn);
+    v[i + half] = __float2bfloat16(x2 * cs + x1 * sn);
+}
+
+int rtv_cuda_rope(rtv_stream *s, void *x, int ld, int rows, int n_heads, int head_dim, int pos0,
+                  float theta)
+{
+    if (rows <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1) || ld < n_heads * head_dim)
+        return rtv_fail(RTV_E_ARG, "rope: rows=%d heads=%d head_dim=%d ld=%d", rows, n_heads,
+                        head_dim, ld);
+    size_t n = (size_t)rows * n_heads * (head_dim / 2);
+    rope_k<<<rtv_cdiv(n, 256), 256, 0, s->s>>>((bf16 *)x, ld, rows, n_heads, head_dim, pos0,
+                                               log2f(theta));
+    LAUNCH_CHECK("rope");
+    return RTV_OK;
+}
