@@ -39,9 +39,8 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         return st;
     if ((st = b->matmul(s, io->qkv, QKV, io->xn, W, L->qkv, NULL, n, QKV, W, 0)))
         return st;
-    if ((st = b->rope(s, io->qkv, QKV, n, c->n_heads, c->head_dim, io->pos0, c->rope_theta)))
-        return st;
-    if ((st = b->rope(s, rtv_act_at(b, io->qkv, Q), QKV, n, c->n_kv_heads, c->head_dim, io->pos0,
+    /* q heads and k heads are adjacent in the fused qkv row: one RoPE call covers both */
+    if ((st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
                       c->rope_theta)))
         return st;
     if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
