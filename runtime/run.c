@@ -22,6 +22,7 @@
 #include "runtime/policy.h"
 #include "runtime/rt.h"
 #include "runtime/status.h"
+#include "kernels/gpu_split.h"
 #include "runtime/run_impl.h"
 #include "runtime/telemetry.h"
 
@@ -68,6 +69,10 @@ static void *vl_main(void *arg)
     const rtv_config *cfg = r->cfg;
     rtv_rt_thread_setup("rtv-vl", cfg->runtime.prio_vl, cfg->runtime.cpu_vl, RUN_STACK_PREFAULT,
                         &r->g_vl);
+    if (rtv_gpu_split_use(RTV_GPU_SIDE_VL)) {
+        rtv_run_set_fault(r, "VL thread: GPU split", rtv_last_error());
+        return NULL;
+    }
     /* Background work: below the camera capture threads and the bus simulator, which stand
      * for hardware the control loop waits on. */
     if (cfg->runtime.prio_vl == 0) setpriority(PRIO_PROCESS, (id_t)gettid(), 5);
@@ -132,6 +137,10 @@ static void *act_main(void *arg)
     const rtv_config *cfg = r->cfg;
     rtv_rt_thread_setup("rtv-action", cfg->runtime.prio_action, cfg->runtime.cpu_action,
                         RUN_STACK_PREFAULT, &r->g_act);
+    if (rtv_gpu_split_use(RTV_GPU_SIDE_ACTION)) {
+        rtv_run_set_fault(r, "action thread: GPU split", rtv_last_error());
+        return NULL;
+    }
     rtv_period per;
     int64_t period_ns = 1000000000LL / cfg->runtime.action_hz;
     rtv_period_init(&per, period_ns, rtv_clock_now_ns());
@@ -275,6 +284,7 @@ static void free_run(rtv_run *r)
     if (r->act) rtv_act_ctx_free(r->act);
     if (r->vl) rtv_vl_ctx_free(r->vl);
     if (r->policy) rtv_policy_free(r->policy);
+    if (r->gpu_split) rtv_gpu_split_free();
     free(r->mb);
 }
 
@@ -332,6 +342,7 @@ static char *run_json(const rtv_run_result *res, const char *task, int mlocked)
     cJSON_AddStringToObject(o, "sched_action", res->sched_action);
     cJSON_AddStringToObject(o, "sched_control", res->sched_control);
     cJSON_AddStringToObject(o, "sched_vl", res->sched_vl);
+    if (res->gpu_split[0]) cJSON_AddStringToObject(o, "gpu_split", res->gpu_split);
     cJSON_AddBoolToObject(o, "mlockall", mlocked);
     const struct { const char *k; uint64_t v; } n[] = {
         { "vl_encodes", res->vl_encodes }, { "vl_errors", res->vl_errors },
@@ -376,6 +387,24 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
         rtv_fail_prefix(st, "%s: model.backend", cfg->path);
         goto out;
     }
+    if (!strcmp(cfg->model.backend, "cuda")) {
+        /* The SM split comes before any stream exists (kernels/gpu_split.h). */
+        rtv_gpu_split sp;
+        if ((st = rtv_gpu_split_init(&sp, cfg->gpu.device, (rtv_gpu_split_mode)cfg->gpu.split_mode,
+                                     cfg->gpu.action_sms))) {
+            rtv_fail_prefix(st, "%s: gpu.split", cfg->path);
+            goto out;
+        }
+        r->gpu_split = 1;
+        snprintf(res->gpu_split, sizeof(res->gpu_split), "%s", sp.note);
+        fprintf(stderr, "rtvla: GPU split %s\n", sp.note);
+    } else if (cfg->gpu.split_mode != RTV_SPLIT_OFF) {
+        st = rtv_fail(RTV_E_ARG, "%s: gpu.split.mode is %s but model.backend is %s (the split "
+                      "needs backend: cuda)", cfg->path,
+                      rtv_gpu_split_mode_name((rtv_gpu_split_mode)cfg->gpu.split_mode),
+                      cfg->model.backend);
+        goto out;
+    }
     if (!strcmp(cfg->model.checkpoint, "random"))
         st = rtv_policy_random(&r->policy, &cfg->model.m, b, cfg->model.seed);
     else
@@ -391,7 +420,10 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
                       mc->n_views, cfg->n_cameras);
         goto out;
     }
-    if ((st = rtv_vl_ctx_new(r->policy, &r->vl)) || (st = rtv_act_ctx_new(r->policy, &r->act)))
+    /* each context's stream is made on its side of the SM split */
+    if ((st = rtv_gpu_split_use(RTV_GPU_SIDE_VL)) || (st = rtv_vl_ctx_new(r->policy, &r->vl)) ||
+        (st = rtv_gpu_split_use(RTV_GPU_SIDE_ACTION)) ||
+        (st = rtv_act_ctx_new(r->policy, &r->act)))
         goto out;
     if ((st = rtv_vl_set_task(r->vl, opts->task))) goto out;
     for (int i = 0; i < 3; i++)

@@ -67,6 +67,7 @@ typedef struct rtv_run_result {
     float max_move;              /* largest |position - start| over joints, normalized units */
     int torque_off_at_exit;      /* the torque policy ran and left torque off */
     char sched_action[48], sched_control[48], sched_vl[48];
+    char gpu_split[256];   /* the effective SM split (kernels/gpu_split.h note), "" on CPU */
 } rtv_run_result;
 
 /* Runs until the duration, a stop request or a fault; then shuts down as described above,

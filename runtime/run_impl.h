@@ -48,6 +48,7 @@ typedef struct state_msg {
 } state_msg;
 
 struct rtv_run {
+    int gpu_split;                    /* rtv_gpu_split_init succeeded: free at the end */
     const rtv_config *cfg;
     const rtv_run_opts *opts;
     int dof, horizon, history, n_cams;

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
+# the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
+# tests, model, split, run, pi0test (default: tests model).
+set -u
+cd "$(dirname "$0")/.."
+C=$PWD/.devcarry
+O=${OUT:-/tmp/rtvla-gpu}; mkdir -p "$O"
+for f in "$C"/lib/*.xz; do [ -e "$f" ] && python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$f" "${f%.xz}"; done
+CUDALIB=$(python3 -c "import os,nvidia.cublas as c; print(os.path.join(list(c.__path__)[0],'lib'))" 2>/dev/null || true)
+export LD_LIBRARY_PATH=$C/lib:/usr/local/cuda/lib64:${CUDALIB}:${LD_LIBRARY_PATH:-}
+R=$C/bin/rtvla
+STEPS=${STEPS:-tests model}
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,clocks.mem,power.limit --format=csv | tee "$O/gpu.txt"
+ldd "$R" | grep -E "not found" && { echo "missing libraries"; exit 1; }
+PI0="--set model.preset=pi0 --set model.backend=cuda --set model.checkpoint=random"
+for s in $STEPS; do case $s in
+tests)
+  for t in "test_cuda_ops" "test_gpu_mailbox cuda" "test_cuda_policy"; do
+    timeout 300 $C/bin/$t > "$O/${t%% *}.log" 2>&1; echo "== $t rc=$?"; grep -E "passed|tiny|graphs|backend|FAIL|fail" "$O/${t%% *}.log" | tail -8
+  done ;;
+model)
+  timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
+  timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
+  timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --head regression --iters 100 --json "$O/model_reg.json" 2>&1 | tee "$O/model_reg.txt" | tail -11 ;;
+views)
+  for v in 1 3 5; do timeout 200 $R bench model -c configs/sim.yaml $PI0 --views $v --prompt-len 20 --iters 50 2>&1 | tail -4; done ;;
+split)
+  (nvidia-cuda-mps-control -d > /dev/null 2>&1 || true)
+  timeout 400 $R bench split -c configs/sim.yaml $PI0 --csv "$O/split.csv" --json "$O/split.json" 2>&1 | tee "$O/split.txt" | tail -16
+  echo quit | nvidia-cuda-mps-control > /dev/null 2>&1 || true ;;
+run)
+  timeout 200 $R run -c configs/sim.yaml $PI0 --set gpu.split.mode=${SPLIT:-green} --set gpu.split.action_sms=${ACT_SMS:-32} --set log.dir="$O/runs" --set log.status_line=false --task "pick up the red cube" --duration ${DUR:-60} 2>&1 | tee "$O/run.txt" | tail -40 ;;
+pi0test)
+  RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
+esac; done
