@@ -23,14 +23,20 @@ model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --head regression --iters 100 --json "$O/model_reg.json" 2>&1 | tee "$O/model_reg.txt" | tail -11 ;;
-views)
-  for v in 1 3 5; do timeout 200 $R bench model -c configs/sim.yaml $PI0 --views $v --prompt-len 20 --iters 50 2>&1 | tail -4; done ;;
 split)
-  (nvidia-cuda-mps-control -d > /dev/null 2>&1 || true)
-  timeout 400 $R bench split -c configs/sim.yaml $PI0 --csv "$O/split.csv" --json "$O/split.json" 2>&1 | tee "$O/split.txt" | tail -16
-  echo quit | nvidia-cuda-mps-control > /dev/null 2>&1 || true ;;
+  timeout 300 $R bench split -c configs/sim.yaml $PI0 --csv "$O/split.csv" --json "$O/split.json" 2>&1 | tee "$O/split.txt" | tail -14 ;;
+mps)
+  export CUDA_MPS_PIPE_DIRECTORY=/tmp/mps-pipe CUDA_MPS_LOG_DIRECTORY=/tmp/mps-log
+  mkdir -p $CUDA_MPS_PIPE_DIRECTORY $CUDA_MPS_LOG_DIRECTORY
+  nvidia-cuda-mps-control -d && sleep 1; ls -la $CUDA_MPS_PIPE_DIRECTORY | head -5
+  timeout 300 $R bench split -c configs/sim.yaml $PI0 --csv "$O/split_mps.csv" 2>&1 | tee "$O/split_mps.txt" | tail -12
+  echo quit | nvidia-cuda-mps-control; sleep 1
+  unset CUDA_MPS_PIPE_DIRECTORY CUDA_MPS_LOG_DIRECTORY ;;
+views)
+  for v in 1 3 5; do echo "== views $v"; timeout 200 $R bench model -c configs/sim.yaml $PI0 --views $v --prompt-len 20 --iters 50 2>&1 | tail -3; done
+  echo "== history 4 (sensor encoding of 4 past frames)"; timeout 200 $R bench model -c configs/sim.yaml $PI0 --set model.history=4 --views 2 --prompt-len 0 --iters 50 2>&1 | tail -5 ;;
 run)
-  timeout 200 $R run -c configs/sim.yaml $PI0 --set gpu.split.mode=${SPLIT:-green} --set gpu.split.action_sms=${ACT_SMS:-32} --set log.dir="$O/runs" --set log.status_line=false --task "pick up the red cube" --duration ${DUR:-60} 2>&1 | tee "$O/run.txt" | tail -40 ;;
+  timeout 300 $R run -c configs/sim.yaml $PI0 --set gpu.split.mode=${SPLIT:-green} --set gpu.split.action_sms=${ACT_SMS:-32} --set log.dir="$O/runs" --set log.status_line=false --task "pick up the red cube" --duration ${DUR:-60} ${EXTRA:-} 2>&1 | tee "$O/run${TAG:-}.txt" | tail -${TAIL:-40} ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done

@@ -93,7 +93,8 @@ extern "C" int rtv_gpu_mps_running(void)
     char path[512];
     snprintf(path, sizeof(path), "%s/control", dir && *dir ? dir : "/tmp/nvidia-mps");
     struct stat st;
-    return stat(path, &st) == 0 && S_ISFIFO(st.st_mode);
+    /* the control endpoint is a UNIX socket (r580; older daemons used a FIFO) */
+    return stat(path, &st) == 0 && (S_ISSOCK(st.st_mode) || S_ISFIFO(st.st_mode));
 }
 
 /* Stream factory installed while a split is active: creates the calling thread's stream on
