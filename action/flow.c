@@ -63,6 +63,12 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
     void *act_norm = rtv_act_at(b, ws->sxn, (size_t)We);
     const float dt = (float)(-1.0 / c->steps);
 
+    /* the prefix K/V in front of the suffix rows (see rtv_act_ws.kf) */
+    const int KV = c->n_kv_heads * c->head_dim;
+    for (int l = 0; l < c->llm_depth; l++)
+        if ((st = b->copy2d(s, ws->kf[l], KV, f->k[l], KV, f->n_prefix, KV)) ||
+            (st = b->copy2d(s, ws->vf[l], KV, f->v[l], KV, f->n_prefix, KV)))
+            return st;
     if ((st = b->copy2d(s, ws->sx, We, ws->sens, We, 1, We)))
         return st;
     if ((st = rtv_gemma_expert(p, s, ws, f, 0, 1)))

@@ -100,14 +100,14 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     const rtv_backend *b = p->b;
     int st;
     const rtv_model_cfg *c = &p->cfg;
+    /* one key range per layer: the prefix rows (copied into kf/vf by the caller) then the
+     * suffix rows, written at n_prefix + row0 .. */
     layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, ws->qkv, ws->att,
                    ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, f->n_prefix + row0, NULL, NULL,
-                   f->n_prefix, NULL, NULL, row0};
+                   0, NULL, NULL, f->n_prefix + row0};
     for (int l = 0; l < c->llm_depth; l++) {
-        io.k0 = f->k[l];
-        io.v0 = f->v[l];
-        io.kc = ws->sk[l];
-        io.vc = ws->sv[l];
+        io.kc = ws->kf[l];
+        io.vc = ws->vf[l];
         if ((st = layer(p, s, &p->w.exp[l], &io)))
             return st;
     }

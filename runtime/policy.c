@@ -456,8 +456,13 @@ static int run_graphed(const rtv_backend *b, rtv_stream *s, graph_cache *gc, con
             b->graph_free(victim->g);
             victim->g = NULL;
         }
-        int st = b->capture_begin(s);
+        /* The first call runs eagerly (lazily made backend state, such as GEMM plans that
+         * time their candidates, cannot be made inside a capture) and gives this call's
+         * result; the capture after it only records the same launches for later calls. */
+        int st = body(arg);
         if (st)
+            return st;
+        if ((st = b->capture_begin(s)))
             return rtv_fail_prefix(st, "graph capture");
         int body_st = body(arg);
         void *g = NULL;
@@ -470,8 +475,9 @@ static int run_graphed(const rtv_backend *b, rtv_stream *s, graph_cache *gc, con
         victim->f = f;
         victim->n_prefix = n_prefix;
         victim->g = g;
+        victim->used = ++gc->tick;
         gc->captures++;
-        hit = victim;
+        return RTV_OK;
     }
     hit->used = ++gc->tick;
     return b->graph_launch(s, hit->g);
@@ -672,7 +678,7 @@ struct rtv_act_ctx {
     rtv_stream *s;
     rtv_arena a;
     rtv_act_ws ws;
-    void **kv_ptrs;     /* [2 L] behind ws.sk / ws.sv */
+    void **kv_ptrs;     /* [2 L] behind ws.kf / ws.vf */
     float *state_norm;  /* host (A) */
     float *hist;        /* host (history * 3 * dof) scaled, or NULL */
     float *noise;       /* host (H, A) */
@@ -703,12 +709,13 @@ static size_t act_layout(rtv_act_ctx *c, int dry)
         w->att = take(&c->a, b, (1 + H) * m->n_heads * m->head_dim, dry, &sum);
         w->gu = take(&c->a, b, (1 + H) * 2 * m->exp_mlp, dry, &sum);
         w->ff = take(&c->a, b, (1 + H) * m->exp_mlp, dry, &sum);
+        const size_t P = (size_t)rtv_model_max_prefix(m);
         for (int l = 0; l < m->llm_depth; l++) {
-            void *k = take(&c->a, b, (1 + H) * KV, dry, &sum);
-            void *v = take(&c->a, b, (1 + H) * KV, dry, &sum);
+            void *k = take(&c->a, b, (P + 1 + H) * KV, dry, &sum);
+            void *v = take(&c->a, b, (P + 1 + H) * KV, dry, &sum);
             if (!dry) {
-                w->sk[l] = k;
-                w->sv[l] = v;
+                w->kf[l] = k;
+                w->vf[l] = v;
             }
         }
     } else {
@@ -738,8 +745,8 @@ int rtv_act_ctx_new(rtv_policy *p, rtv_act_ctx **out)
         st = rtv_fail(RTV_E_NOMEM, "out of memory");
         goto fail;
     }
-    c->ws.sk = c->kv_ptrs;
-    c->ws.sv = c->kv_ptrs + m->llm_depth;
+    c->ws.kf = c->kv_ptrs;
+    c->ws.vf = c->kv_ptrs + m->llm_depth;
     if ((st = p->b->stream_new(&c->s)))
         goto fail;
     if ((st = rtv_arena_init(&c->a, p->b, act_layout(c, 1))))

@@ -139,7 +139,9 @@ typedef struct rtv_act_ws {
     void *att;     /* (1 + H, Q) */
     void *gu;      /* (1 + H, 2 FFe) */
     void *ff;      /* (1 + H, FFe) */
-    void **sk, **sv; /* [L] -> (1 + H, KV) suffix keys (after RoPE) and values */
+    void **kf, **vf; /* [L] -> (P + 1 + H, KV): the prefix K/V copied from the features once
+                        per cycle, then the suffix keys (after RoPE) and values, so that the
+                        suffix attends to one contiguous key range (one GEMM, not two) */
     void *rgu;       /* (2 R) regression: [h0 ; ones] so that geglu gives gelu(h0) exactly */
     void *rh1, *rh2; /* (R) regression hidden */
 } rtv_act_ws;
@@ -160,7 +162,8 @@ int rtv_siglip_forward(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_
 int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_prefix,
                      rtv_features *f);
 /* encoder/gemma.c: one expert layer stack over suffix rows [row0, row0 + n) at positions
- * n_prefix + row0 ..; they attend to the prefix cache and suffix rows [0, row0 + n). */
+ * n_prefix + row0 ..; they attend to ws->kf/vf rows [0, n_prefix + row0 + n): the prefix
+ * cache (copied there by rtv_flow_sample) and suffix rows [0, row0 + n). */
 int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
                      int row0, int n);
 

@@ -4,8 +4,8 @@
  *                                                         segment, fp32 out, bf16 in)
  * probs = softmax_j(logits) with the limit rule (rows i < limit_rows see keys j < limit_keys),
  *         masked entries exactly 0, stored bf16 (as PyTorch's eager path casts them)
- * out[i, h] = sum_j probs[h, i, j] v[j, kvh(h)]            (GEMM per segment into fp32, then
- *                                                         one pass to bf16 at stride ldo)
+ * out[i, h] = sum_j probs[h, i, j] v[j, kvh(h)]            (one segment: GEMM into bf16 out;
+ *                                                         two: GEMMs into fp32, then bf16)
  * For MQA (one kv head) the K/V operand has batch stride 0, so all heads run in one GEMM.
  * Scratch (per stream): heads * n_q * n_k * 6 bytes + n_q * heads * hd * 4 bytes. */
 #include "cuda_impl.h"
@@ -66,19 +66,20 @@ static int qk_segment(rtv_stream *s, float *logits, int ldl, int col, const bf16
     return RTV_OK;
 }
 
-/* One segment's probs . V for every head, accumulated into out32 [n_q, n_heads*hd]. */
-static int pv_segment(rtv_stream *s, float *out32, const bf16 *probs, int ldl, int col,
-                      const bf16 *v, int ldv, int nk, int n_q, int n_heads, int n_kv, int hd,
-                      float beta)
+/* One segment's probs . V for every head into out [n_q, n_heads*hd] (row stride ldo): fp32
+ * accumulated over segments (beta 1 for the second), or bf16 directly when there is one. */
+static int pv_segment(rtv_stream *s, void *out, cudaDataType_t ot, int ldo, const bf16 *probs,
+                      int ldl, int col, const bf16 *v, int ldv, int nk, int n_q, int n_heads,
+                      int n_kv, int hd, float beta)
 {
     const float one = 1.0f;
     int group = n_heads / n_kv;
     long long sP = (long long)n_q * ldl;
-    int ldo = n_heads * hd;
+    size_t esz = ot == CUDA_R_32F ? 4 : 2;
     if (group == 1) {
         BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n_q, nk, &one,
                                             v, CUDA_R_16BF, ldv, hd, probs + col, CUDA_R_16BF,
-                                            ldl, sP, &beta, out32, CUDA_R_32F, ldo, hd, n_heads,
+                                            ldl, sP, &beta, out, ot, ldo, hd, n_heads,
                                             CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         return RTV_OK;
     }
@@ -87,12 +88,11 @@ static int pv_segment(rtv_stream *s, float *out32, const bf16 *probs, int ldl, i
         BLAS_TRY(cublasGemmStridedBatchedEx(s->blas, CUBLAS_OP_N, CUBLAS_OP_N, hd, n_q, nk, &one,
                                             v + (size_t)kv * hd, CUDA_R_16BF, ldv, 0,
                                             probs + (size_t)h0 * sP + col, CUDA_R_16BF, ldl, sP,
-                                            &beta, out32 + (size_t)h0 * hd, CUDA_R_32F, ldo, hd,
-                                            group, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+                                            &beta, (char *)out + (size_t)h0 * hd * esz, ot, ldo,
+                                            hd, group, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
     }
     return RTV_OK;
 }
-
 
 int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
                        const void *k0, const void *v0, int ld0, int n0,
@@ -128,11 +128,13 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
     softmax_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k, limit_rows,
                                                    limit_keys, rows);
     LAUNCH_CHECK("softmax");
-    if ((st = pv_segment(s, out32, probs, ldl, 0, (const bf16 *)v0, ld0, n0, n_q, n_heads,
-                         n_kv_heads, head_dim, 0.0f)))
-        return st;
-    if (n1 > 0 && (st = pv_segment(s, out32, probs, ldl, n0, (const bf16 *)v1, ld1, n1, n_q,
-                                   n_heads, n_kv_heads, head_dim, 1.0f)))
+    if (n1 <= 0) /* one segment: P.V straight into the bf16 output */
+        return pv_segment(s, out, CUDA_R_16BF, ldo, probs, ldl, 0, (const bf16 *)v0, ld0, n0,
+                          n_q, n_heads, n_kv_heads, head_dim, 0.0f);
+    if ((st = pv_segment(s, out32, CUDA_R_32F, n_heads * head_dim, probs, ldl, 0,
+                         (const bf16 *)v0, ld0, n0, n_q, n_heads, n_kv_heads, head_dim, 0.0f)) ||
+        (st = pv_segment(s, out32, CUDA_R_32F, n_heads * head_dim, probs, ldl, n0,
+                         (const bf16 *)v1, ld1, n1, n_q, n_heads, n_kv_heads, head_dim, 1.0f)))
         return st;
     size_t n = (size_t)n_q * n_heads * head_dim;
     f32_to_bf16_2d_k<<<rtv_cdiv(n, 256), 256, 0, s->s>>>((bf16 *)out, ldo, out32,

@@ -253,6 +253,7 @@ static int cuda_mem_info(size_t *used, size_t *total)
     return RTV_OK;
 }
 
+void rtv_cuda_prof_install(rtv_backend *b);
 static rtv_backend cuda_backend;
 
 extern "C" const rtv_backend *rtv_backend_cuda(void)
@@ -292,6 +293,7 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         b.graph_launch = cuda_graph_launch;
         b.graph_free = cuda_graph_free;
         b.mem_info = cuda_mem_info;
+        rtv_cuda_prof_install(&b);
         cuda_backend = b;
     }
     return &cuda_backend;
