@@ -63,11 +63,14 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
     void *act_norm = rtv_act_at(b, ws->sxn, (size_t)We);
     const float dt = (float)(-1.0 / c->steps);
 
-    /* the prefix K/V in front of the suffix rows (see rtv_act_ws.kf) */
-    const int KV = c->n_kv_heads * c->head_dim;
+    /* the prefix K/V in front of the suffix rows (see rtv_act_ws.lq) */
+    const int KV = c->n_kv_heads * c->head_dim, Q = c->n_heads * c->head_dim;
+    const int QKV = rtv_model_qkv_dim(c);
     for (int l = 0; l < c->llm_depth; l++)
-        if ((st = b->copy2d(s, ws->kf[l], KV, f->k[l], KV, f->n_prefix, KV)) ||
-            (st = b->copy2d(s, ws->vf[l], KV, f->v[l], KV, f->n_prefix, KV)))
+        if ((st = b->copy2d(s, rtv_act_at(b, ws->lq[l], (size_t)Q), QKV, f->k[l], KV,
+                            f->n_prefix, KV)) ||
+            (st = b->copy2d(s, rtv_act_at(b, ws->lq[l], (size_t)Q + KV), QKV, f->v[l], KV,
+                            f->n_prefix, KV)))
             return st;
     if ((st = b->copy2d(s, ws->sx, We, ws->sens, We, 1, We)))
         return st;

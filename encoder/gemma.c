@@ -15,15 +15,16 @@
 
 #include "runtime/policy_impl.h"
 
-/* One decoder layer on rows x[0, n) (width W, MLP F); K/V rows go to kc/vc at kv_row;
- * attention reads keys seg 0 (k0/v0, n0 rows) then kc/vc rows [0, kv_row + n). */
+/* One decoder layer on rows x[0, n) (width W, MLP F). Prefix: K/V rows go to kc/vc at
+ * kv_row and attention reads kc/vc rows [0, kv_row + n). Expert (kvbase set): qkv points at row
+ * kv_row of kvbase, a (rows, QKV) buffer whose earlier rows already hold K/V, so attention reads
+ * K/V in place (row stride QKV) over rows [0, kv_row + n) and nothing is copied. */
 typedef struct layer_io {
     void *x, *xn, *qkv, *att, *gu, *ff; /* activations (see rtv_vl_ws / rtv_act_ws) */
     int W, F, n, pos0;
-    const void *k0, *v0;
-    int n0;
     void *kc, *vc;
     int kv_row;
+    const void *kvbase;
 } layer_io;
 
 static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, const layer_io *io)
@@ -43,18 +44,19 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     if ((st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
                       c->rope_theta)))
         return st;
-    if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
-                        rtv_act_at(b, io->qkv, Q), QKV, n, KV)))
-        return st;
-    if ((st = b->copy2d(s, rtv_act_at(b, io->vc, (size_t)io->kv_row * KV), KV,
-                        rtv_act_at(b, io->qkv, Q + KV), QKV, n, KV)))
-        return st;
-    if (io->k0) {
-        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->k0, io->v0, KV, io->n0, io->kc,
-                               io->vc, KV, io->kv_row + n, n, c->n_heads, c->n_kv_heads,
-                               c->head_dim, scale, 0, 0)))
+    if (io->kvbase) {
+        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, rtv_cact_at(b, io->kvbase, Q),
+                               rtv_cact_at(b, io->kvbase, (size_t)Q + KV), QKV, io->kv_row + n,
+                               NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads, c->head_dim,
+                               scale, 0, 0)))
             return st;
     } else {
+        if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
+                            rtv_act_at(b, io->qkv, Q), QKV, n, KV)))
+            return st;
+        if ((st = b->copy2d(s, rtv_act_at(b, io->vc, (size_t)io->kv_row * KV), KV,
+                            rtv_act_at(b, io->qkv, (size_t)Q + KV), QKV, n, KV)))
+            return st;
         if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->kc, io->vc, KV, io->kv_row + n,
                                NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads, c->head_dim,
                                scale, 0, 0)))
@@ -80,7 +82,7 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL, NULL, 0};
+                   n_prefix, 0, NULL, NULL, 0, NULL};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
@@ -100,14 +102,14 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     const rtv_backend *b = p->b;
     int st;
     const rtv_model_cfg *c = &p->cfg;
-    /* one key range per layer: the prefix rows (copied into kf/vf by the caller) then the
-     * suffix rows, written at n_prefix + row0 .. */
-    layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, ws->qkv, ws->att,
-                   ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, f->n_prefix + row0, NULL, NULL,
-                   0, NULL, NULL, f->n_prefix + row0};
+    /* per layer one (rows, QKV) buffer: the prefix K/V (copied in by rtv_flow_sample) and the
+     * suffix rows, whose qkv projection is written in place at n_prefix + row0 .. */
+    const int QKV = rtv_model_qkv_dim(c), kv_row = f->n_prefix + row0;
+    layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, NULL, ws->att,
+                   ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL};
     for (int l = 0; l < c->llm_depth; l++) {
-        io.kc = ws->kf[l];
-        io.vc = ws->vf[l];
+        io.kvbase = ws->lq[l];
+        io.qkv = rtv_act_at(b, ws->lq[l], (size_t)kv_row * QKV);
         if ((st = layer(p, s, &p->w.exp[l], &io)))
             return st;
     }

@@ -678,7 +678,7 @@ struct rtv_act_ctx {
     rtv_stream *s;
     rtv_arena a;
     rtv_act_ws ws;
-    void **kv_ptrs;     /* [2 L] behind ws.kf / ws.vf */
+    void **kv_ptrs;     /* [L] behind ws.lq */
     float *state_norm;  /* host (A) */
     float *hist;        /* host (history * 3 * dof) scaled, or NULL */
     float *noise;       /* host (H, A) */
@@ -693,7 +693,7 @@ static size_t act_layout(rtv_act_ctx *c, int dry)
     const rtv_backend *b = c->p->b;
     rtv_act_ws *w = &c->ws;
     const size_t H = (size_t)m->chunk, A = (size_t)m->action_dim, We = (size_t)m->exp_width;
-    const size_t KV = (size_t)m->n_kv_heads * m->head_dim, R = (size_t)m->reg_hidden;
+    const size_t R = (size_t)m->reg_hidden;
     size_t sum = 0;
     w->state = take(&c->a, b, A, dry, &sum);
     w->hist = m->history ? take(&c->a, b, 3 * (size_t)m->history * m->robot_dof, dry, &sum)
@@ -709,14 +709,11 @@ static size_t act_layout(rtv_act_ctx *c, int dry)
         w->att = take(&c->a, b, (1 + H) * m->n_heads * m->head_dim, dry, &sum);
         w->gu = take(&c->a, b, (1 + H) * 2 * m->exp_mlp, dry, &sum);
         w->ff = take(&c->a, b, (1 + H) * m->exp_mlp, dry, &sum);
-        const size_t P = (size_t)rtv_model_max_prefix(m);
+        const size_t P = (size_t)rtv_model_max_prefix(m), QKV = (size_t)rtv_model_qkv_dim(m);
         for (int l = 0; l < m->llm_depth; l++) {
-            void *k = take(&c->a, b, (P + 1 + H) * KV, dry, &sum);
-            void *v = take(&c->a, b, (P + 1 + H) * KV, dry, &sum);
-            if (!dry) {
-                w->kf[l] = k;
-                w->vf[l] = v;
-            }
+            void *q = take(&c->a, b, (P + 1 + H) * QKV, dry, &sum);
+            if (!dry)
+                w->lq[l] = q;
         }
     } else {
         w->rgu = take(&c->a, b, 2 * R, dry, &sum);
@@ -736,7 +733,7 @@ int rtv_act_ctx_new(rtv_policy *p, rtv_act_ctx **out)
     if (!c)
         return rtv_fail(RTV_E_NOMEM, "action context: out of memory");
     c->p = p;
-    c->kv_ptrs = calloc(2 * (size_t)m->llm_depth, sizeof(void *));
+    c->kv_ptrs = calloc((size_t)m->llm_depth, sizeof(void *));
     c->state_norm = calloc((size_t)m->action_dim, sizeof(float));
     c->noise = calloc(HA, sizeof(float));
     c->out = calloc(HA, sizeof(float));
@@ -745,8 +742,7 @@ int rtv_act_ctx_new(rtv_policy *p, rtv_act_ctx **out)
         st = rtv_fail(RTV_E_NOMEM, "out of memory");
         goto fail;
     }
-    c->ws.kf = c->kv_ptrs;
-    c->ws.vf = c->kv_ptrs + m->llm_depth;
+    c->ws.lq = c->kv_ptrs;
     if ((st = p->b->stream_new(&c->s)))
         goto fail;
     if ((st = rtv_arena_init(&c->a, p->b, act_layout(c, 1))))

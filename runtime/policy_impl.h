@@ -139,9 +139,11 @@ typedef struct rtv_act_ws {
     void *att;     /* (1 + H, Q) */
     void *gu;      /* (1 + H, 2 FFe) */
     void *ff;      /* (1 + H, FFe) */
-    void **kf, **vf; /* [L] -> (P + 1 + H, KV): the prefix K/V copied from the features once
-                        per cycle, then the suffix keys (after RoPE) and values, so that the
-                        suffix attends to one contiguous key range (one GEMM, not two) */
+    void **lq;       /* [L] -> (P + 1 + H, QKV): per expert layer, rows [0, n_prefix) hold the
+                        prefix K/V (columns Q.., copied from the features once per cycle), the
+                        rows after them the suffix's qkv projection, written in place: the
+                        suffix attends to one contiguous key range and no K/V is copied per
+                        step */
     void *rgu;       /* (2 R) regression: [h0 ; ones] so that geglu gives gelu(h0) exactly */
     void *rh1, *rh2; /* (R) regression hidden */
 } rtv_act_ws;
@@ -162,7 +164,7 @@ int rtv_siglip_forward(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_
 int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_prefix,
                      rtv_features *f);
 /* encoder/gemma.c: one expert layer stack over suffix rows [row0, row0 + n) at positions
- * n_prefix + row0 ..; they attend to ws->kf/vf rows [0, n_prefix + row0 + n): the prefix
+ * n_prefix + row0 ..; they attend to ws->lq rows [0, n_prefix + row0 + n): the prefix
  * cache (copied there by rtv_flow_sample) and suffix rows [0, row0 + n). */
 int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rtv_features *f,
                      int row0, int n);
