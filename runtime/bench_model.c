@@ -127,7 +127,7 @@ int rtv_bench_model(int argc, char **argv)
 {
     const char *cfg_path = NULL, *csv = NULL, *json = NULL, *head = NULL;
     const char *sets[MAX_SETS] = {0};
-    int n_sets = 0, views = -1, prompt_len = 20, chunk = -1, steps = -1, iters = 20, warmup = 2;
+    int n_sets = 0, views = -1, prompt_len = 20, chunk = -1, steps = -1, iters = 100, warmup = 2;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
