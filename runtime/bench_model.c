@@ -9,7 +9,8 @@
  * stage syncs, CUDA graphs where the backend has them) gives VL encode, action cycle and full
  * forward. Reports p50/p95/p99/max/mean in ms for preprocess, vision tower,
  * prefix LLM, sensor encoding, head, VL encode, action cycle and the full forward
- * (encode + act). Output columns are stable across commits.
+ * (encode + act). Output columns are stable across commits. Defaults: --iters 100 after
+ * --warmup 2 (pi0 on a CPU wants --iters 1).
  */
 #include <errno.h>
 #include <math.h>
