@@ -45,6 +45,9 @@ enum {
 
 typedef struct rtv_stream rtv_stream; /* opaque; per calling thread */
 
+/* Key rows a single-segment attention may read: n rounded up to a multiple of 8. */
+#define RTV_ATTN_KEY_PAD(n) (((n) + 7) & ~7)
+
 typedef struct rtv_backend {
     const char *name;  /* "cpu", "cuda" */
     int act_bytes;     /* bytes per activation element */
@@ -88,7 +91,10 @@ typedef struct rtv_backend {
      * (n1 rows, stride ld1; n1 may be 0 and k1/v1 NULL). Each K/V row holds n_kv_heads*hd;
      * query head h reads kv head h / (n_heads / n_kv_heads). Logits are scaled by `scale`,
      * softmax in fp32. Query rows r < limit_rows see only keys j < limit_keys (global index
-     * over seg0 then seg1); other rows see all n0 + n1 keys. out[n_q, n_heads*hd] (stride ldo). */
+     * over seg0 then seg1); other rows see all n0 + n1 keys. out[n_q, n_heads*hd] (stride ldo).
+     * With one segment (n1 == 0), seg 0 must have readable, finite rows up to
+     * RTV_ATTN_KEY_PAD(n0): a backend may run its GEMMs over the padded key count (tensor-core
+     * kernels want it a multiple of 8) and gives the extra keys weight 0. */
     int (*attention)(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
                      const void *k0, const void *v0, int ld0, int n0,
                      const void *k1, const void *v1, int ld1, int n1,

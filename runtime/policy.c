@@ -362,7 +362,9 @@ int rtv_features_new(rtv_policy *p, rtv_features **out)
 {
     const rtv_model_cfg *c = &p->cfg;
     const size_t L = (size_t)c->llm_depth, ab = (size_t)p->b->act_bytes;
-    const size_t kv = (size_t)rtv_model_max_prefix(c) * c->n_kv_heads * c->head_dim * ab;
+    /* rows past max_prefix: the attention op may read up to RTV_ATTN_KEY_PAD(n) key rows */
+    const size_t kv = (size_t)RTV_ATTN_KEY_PAD(rtv_model_max_prefix(c)) * c->n_kv_heads *
+                      c->head_dim * ab;
     const size_t kv_al = (kv + 255) & ~(size_t)255;
     const size_t pooled = ((size_t)c->llm_width * ab + 255) & ~(size_t)255;
     *out = NULL;
@@ -711,7 +713,7 @@ static size_t act_layout(rtv_act_ctx *c, int dry)
         w->ff = take(&c->a, b, (1 + H) * m->exp_mlp, dry, &sum);
         const size_t P = (size_t)rtv_model_max_prefix(m), QKV = (size_t)rtv_model_qkv_dim(m);
         for (int l = 0; l < m->llm_depth; l++) {
-            void *q = take(&c->a, b, (P + 1 + H) * QKV, dry, &sum);
+            void *q = take(&c->a, b, RTV_ATTN_KEY_PAD(P + 1 + H) * QKV, dry, &sum);
             if (!dry)
                 w->lq[l] = q;
         }

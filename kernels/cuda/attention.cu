@@ -27,7 +27,7 @@ static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_
     for (int j = lane; j < nk; j += 32) s += __expf(l[j] - m);
     for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
     float inv = s > 0.0f ? 1.0f / s : 0.0f;
-    for (int j = lane; j < n_k; j += 32)
+    for (int j = lane; j < ldl; j += 32) /* padded keys (n_k <= j < ldl) get 0 */
         p[j] = __float2bfloat16(j < nk ? __expf(l[j] - m) * inv : 0.0f);
 }
 
@@ -110,7 +110,11 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
     if (limit_rows > 0 && limit_keys <= 0)
         return rtv_fail(RTV_E_ARG, "attention: limit_rows=%d with limit_keys=%d", limit_rows,
                         limit_keys);
-    int ldl = (n_k + 7) & ~7;
+    /* One segment: both GEMMs run over the padded key count (the contract lets us read those
+     * rows; softmax gives them 0). With 563 keys (pi0's 512-row prefix + 51 suffix rows)
+     * cuBLAS fell back to unaligned sm75-era kernels at 14-21 us per GEMM. */
+    int ldl = RTV_ATTN_KEY_PAD(n_k);
+    const int n0g = n1 > 0 ? n0 : ldl;
     size_t cells = (size_t)n_heads * n_q * ldl;
     rtv_cuda_scratch_begin(s);
     float *logits = (float *)rtv_cuda_scratch(s, cells * sizeof(float));
@@ -118,8 +122,8 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
     float *out32 = (float *)rtv_cuda_scratch(s, (size_t)n_q * n_heads * head_dim * sizeof(float));
     if (!logits || !probs || !out32) return RTV_E_NOMEM;
     int st;
-    if ((st = qk_segment(s, logits, ldl, 0, (const bf16 *)q, ldq, (const bf16 *)k0, ld0, n0, n_q,
-                         n_heads, n_kv_heads, head_dim, scale)))
+    if ((st = qk_segment(s, logits, ldl, 0, (const bf16 *)q, ldq, (const bf16 *)k0, ld0, n0g,
+                         n_q, n_heads, n_kv_heads, head_dim, scale)))
         return st;
     if (n1 > 0 && (st = qk_segment(s, logits, ldl, n0, (const bf16 *)q, ldq, (const bf16 *)k1,
                                    ld1, n1, n_q, n_heads, n_kv_heads, head_dim, scale)))
@@ -129,7 +133,7 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
                                                    limit_keys, rows);
     LAUNCH_CHECK("softmax");
     if (n1 <= 0) /* one segment: P.V straight into the bf16 output */
-        return pv_segment(s, out, CUDA_R_16BF, ldo, probs, ldl, 0, (const bf16 *)v0, ld0, n0,
+        return pv_segment(s, out, CUDA_R_16BF, ldo, probs, ldl, 0, (const bf16 *)v0, ld0, n0g,
                           n_q, n_heads, n_kv_heads, head_dim, 0.0f);
     if ((st = pv_segment(s, out32, CUDA_R_32F, n_heads * head_dim, probs, ldl, 0,
                          (const bf16 *)v0, ld0, n0, n_q, n_heads, n_kv_heads, head_dim, 0.0f)) ||

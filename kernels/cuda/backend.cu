@@ -140,6 +140,9 @@ static int cuda_alloc(void **out, size_t bytes)
 {
     *out = NULL;
     cudaError_t e = cudaMalloc(out, bytes ? bytes : 256);
+    /* zeroed once: rows a kernel may read before anything wrote them (padded attention keys)
+     * hold finite values */
+    if (e == cudaSuccess) e = cudaMemset(*out, 0, bytes ? bytes : 256);
     if (e != cudaSuccess) {
         size_t fr = 0, tot = 0;
         cudaMemGetInfo(&fr, &tot);

@@ -114,9 +114,11 @@ static void t_rope(int rows, int heads, int hd, int ld, int pos0)
 static void t_attention(int n_q, int n0, int n1, int heads, int kvh, int hd, int lim_r, int lim_k)
 {
     int ldq = heads * hd + 2 * kvh * hd; /* fused qkv layout */
-    float *q = rnd((size_t)n_q * ldq, 2), *kv0 = rnd((size_t)n0 * 2 * kvh * hd, 2);
+    /* seg 0 has readable rows up to RTV_ATTN_KEY_PAD(n0), as the op's contract asks */
+    const size_t n0p = (size_t)RTV_ATTN_KEY_PAD(n0);
+    float *q = rnd((size_t)n_q * ldq, 2), *kv0 = rnd(n0p * 2 * kvh * hd, 2);
     float *kv1 = rnd((size_t)(n1 ? n1 : 1) * ldq, 2);
-    pair Q = act(q, (size_t)n_q * ldq), KV0 = act(kv0, (size_t)n0 * 2 * kvh * hd);
+    pair Q = act(q, (size_t)n_q * ldq), KV0 = act(kv0, n0p * 2 * kvh * hd);
     pair KV1 = act(kv1, (size_t)(n1 ? n1 : 1) * ldq), O = act(NULL, (size_t)n_q * heads * hd);
     int ld0 = 2 * kvh * hd;
     const void *k0c = KV0.c, *v0c = rtv_cact_at(C, KV0.c, kvh * hd);
@@ -217,6 +219,9 @@ int main(int argc, char **argv)
     t_attention(532, 532, 0, 8, 1, 256, 0, 0);        /* pi0 prefix, MQA */
     t_attention(51, 532, 51, 8, 1, 256, 1, 533);      /* suffix over cache, state-row limit */
     t_attention(13, 40, 9, 4, 2, 32, 3, 41);          /* GQA, odd sizes */
+    t_attention(50, 563, 0, 8, 1, 256, 0, 0);         /* action rows over prefix + suffix, padded keys */
+    t_attention(1, 513, 0, 8, 1, 256, 0, 0);          /* state token */
+    t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_elementwise();
     t_image(320, 240);
     t_image(120, 200);
