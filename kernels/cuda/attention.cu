@@ -31,6 +31,43 @@ static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_
         p[j] = __float2bfloat16(j < nk ? __expf(l[j] - m) * inv : 0.0f);
 }
 
+/* The same with the row held in registers (ldl <= 32 * SM_REGS): one read of the logits
+ * instead of three, exp computed once. */
+#define SM_REGS 32
+static __global__ void softmax_reg_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
+                                     int n_k, int limit_rows, int limit_keys, int total_rows)
+{
+    int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    int lane = threadIdx.x & 31;
+    if (row >= total_rows) return;
+    int i = row % rows_per_head;
+    int nk = i < limit_rows ? limit_keys : n_k;
+    const float *l = logits + (size_t)row * ldl;
+    bf16 *p = probs + (size_t)row * ldl;
+    float v[SM_REGS];
+    float m = -INFINITY;
+#pragma unroll
+    for (int t = 0; t < SM_REGS; t++) {
+        int j = lane + 32 * t;
+        v[t] = j < nk ? l[j] : -INFINITY;
+        m = fmaxf(m, v[t]);
+    }
+    for (int o = 16; o > 0; o >>= 1) m = fmaxf(m, __shfl_xor_sync(0xffffffffu, m, o));
+    float s = 0.0f;
+#pragma unroll
+    for (int t = 0; t < SM_REGS; t++) {
+        v[t] = v[t] == -INFINITY ? 0.0f : __expf(v[t] - m);
+        s += v[t];
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    float inv = s > 0.0f ? 1.0f / s : 0.0f;
+#pragma unroll
+    for (int t = 0; t < SM_REGS; t++) {
+        int j = lane + 32 * t;
+        if (j < ldl) p[j] = __float2bfloat16(v[t] * inv); /* padded keys get 0 */
+    }
+}
+
 static __global__ void f32_to_bf16_2d_k(bf16 *dst, int ldd, const float *src, int lds, int rows,
                                         int cols)
 {
@@ -129,8 +166,12 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
                                    ld1, n1, n_q, n_heads, n_kv_heads, head_dim, scale)))
         return st;
     int rows = n_heads * n_q;
-    softmax_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k, limit_rows,
-                                                   limit_keys, rows);
+    if (ldl <= 32 * SM_REGS)
+        softmax_reg_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k,
+                                                           limit_rows, limit_keys, rows);
+    else
+        softmax_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k,
+                                                       limit_rows, limit_keys, rows);
     LAUNCH_CHECK("softmax");
     if (n1 <= 0) /* one segment: P.V straight into the bf16 output */
         return pv_segment(s, out, CUDA_R_16BF, ldo, probs, ldl, 0, (const bf16 *)v0, ld0, n0g,

@@ -213,6 +213,7 @@ int main(int argc, char **argv)
     }
     t_norms(7, 33);
     t_norms(64, 2048);
+    t_norms(51, 1024);
     t_rope(9, 8, 256, 2560, 0);
     t_rope(51, 1, 32, 64, 531);
     t_attention(256, 256, 0, 16, 16, 72, 0, 0);       /* SigLIP per view */
@@ -222,6 +223,7 @@ int main(int argc, char **argv)
     t_attention(50, 563, 0, 8, 1, 256, 0, 0);         /* action rows over prefix + suffix, padded keys */
     t_attention(1, 513, 0, 8, 1, 256, 0, 0);          /* state token */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
+    t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
     t_elementwise();
     t_image(320, 240);
     t_image(120, 200);
