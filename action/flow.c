@@ -5,7 +5,8 @@
  * dt = -1 / steps, x += dt v. Per step: a = action_in_proj(x_t) (H, We);
  * h = mlp_out(silu(mlp_in_a a + time_bias[k])) where time_bias[k] folds the time half of
  * action_time_mlp_in with posemb(t_k) at load (runtime/weights.c); suffix = [state token; h];
- * the state token runs through the expert once per cycle (its K/V do not depend on t).
+ * the state token runs through the expert once per cycle, with the first step's action rows
+ * (its K/V do not depend on t; the attention's limit rule keeps it from seeing them).
  * v = action_out_proj(final_norm(expert(h))) on the H action rows.
  *
  * Noise (bit-exact with tests/reference/pi0_ref.py): splitmix64 with state = seed; for element
@@ -74,8 +75,6 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
             return st;
     if ((st = b->copy2d(s, ws->sx, We, ws->sens, We, 1, We)))
         return st;
-    if ((st = rtv_gemma_expert(p, s, ws, f, 0, 1)))
-        return st; /* state token: K/V row 0 of every layer */
     for (int k = 0; k < c->steps; k++) {
         if ((st = b->matmul(s, ws->aemb, We, ws->xt, A, w->act_in_w, w->act_in_b, H, We, A, 0)))
             return st;
@@ -85,7 +84,9 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
         if ((st = b->matmul(s, act_rows, We, act_norm, We, w->mlp_out_w, w->mlp_out_b, H, We, We,
                             0)))
             return st;
-        if ((st = rtv_gemma_expert(p, s, ws, f, 1, H)))
+        /* step 0 also runs the state token (row 0), whose K/V the later steps reuse */
+        if ((st = k == 0 ? rtv_gemma_expert(p, s, ws, f, 0, 1 + H)
+                         : rtv_gemma_expert(p, s, ws, f, 1, H)))
             return st;
         if ((st = b->rmsnorm(s, act_norm, act_rows, w->exp_norm, H, We, c->rms_eps)))
             return st;

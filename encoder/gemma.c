@@ -6,10 +6,11 @@
  * The prefix is bidirectional; its K (after RoPE) and V go to the features object, which the
  * expert then only reads. pooled = mean over prefix rows of final_norm(last layer output).
  * The expert runs rows [row0, row0 + n) of the suffix at positions n_prefix + row0 ..; they
- * attend to the whole prefix and to suffix rows [0, row0 + n): running the state token alone
- * (row0 0, n 1) and then the action tokens (row0 1, n H) gives exactly pi0's mask (the state
- * token sees the prefix and itself; action tokens see everything), with the state token's K/V
- * computed once per action cycle instead of once per Euler step.
+ * attend to the whole prefix and to suffix rows [0, row0 + n). A call with row0 0 includes the
+ * state token (row 0), which sees only the prefix and itself (the attention's limit rule);
+ * later calls run the action rows alone (row0 1) and reuse its K/V: exactly pi0's mask (the
+ * state token sees the prefix and itself; action tokens see everything), with the state
+ * token's K/V computed once per action cycle instead of once per Euler step.
  */
 #include <math.h>
 
@@ -25,6 +26,7 @@ typedef struct layer_io {
     void *kc, *vc;
     int kv_row;
     const void *kvbase;
+    int limit_rows, limit_keys; /* attention's limit rule (expert: the state token) */
 } layer_io;
 
 static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, const layer_io *io)
@@ -48,7 +50,7 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         if ((st = b->attention(s, io->att, Q, io->qkv, QKV, rtv_cact_at(b, io->kvbase, Q),
                                rtv_cact_at(b, io->kvbase, (size_t)Q + KV), QKV, io->kv_row + n,
                                NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads, c->head_dim,
-                               scale, 0, 0)))
+                               scale, io->limit_rows, io->limit_keys)))
             return st;
     } else {
         if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
@@ -82,7 +84,7 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL};
+                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
@@ -106,7 +108,9 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
      * suffix rows, whose qkv projection is written in place at n_prefix + row0 .. */
     const int QKV = rtv_model_qkv_dim(c), kv_row = f->n_prefix + row0;
     layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, NULL, ws->att,
-                   ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL};
+                   ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL,
+                   /* row 0 is the state token: it sees the prefix and itself only */
+                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kvbase = ws->lq[l];
         io.qkv = rtv_act_at(b, ws->lq[l], (size_t)kv_row * QKV);
