@@ -436,13 +436,7 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
         r->gpu_split = 1;
         snprintf(res->gpu_split, sizeof(res->gpu_split), "%s", sp.note);
         fprintf(stderr, "rtvla: GPU split %s\n", sp.note);
-    } else if (cfg->gpu.split_mode != RTV_SPLIT_OFF) {
-        st = rtv_fail(RTV_E_ARG, "%s: gpu.split.mode is %s but model.backend is %s (the split "
-                      "needs backend: cuda)", cfg->path,
-                      rtv_gpu_split_mode_name((rtv_gpu_split_mode)cfg->gpu.split_mode),
-                      cfg->model.backend);
-        goto out;
-    }
+    } /* a split with the CPU backend is refused by config validation */
     if (!strcmp(cfg->model.checkpoint, "random"))
         st = rtv_policy_random(&r->policy, &cfg->model.m, b, cfg->model.seed);
     else
