@@ -8,7 +8,7 @@ cd "$(dirname "$0")/.."
 B=${1:?usage: scripts/gpu_carry.sh BUILD_DIR}
 rm -rf .devcarry && mkdir -p .devcarry/bin .devcarry/lib
 cp "$B/rtvla" "$B/tests/cuda/test_cuda_ops" "$B/tests/cuda/test_cuda_policy" \
-   "$B/tests/cuda/test_gpu_mailbox" .devcarry/bin/
+   "$B/tests/cuda/test_gpu_mailbox" "$B/tests/cuda/bench_matmul" .devcarry/bin/
 for so in $(ldd "$B/rtvla" | awk '/=>/ {print $3}'); do
   case "$(basename "$so")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libstdc++*|libgcc_s*|libcuda*|libcublas*) ;;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
-# tests, model, split, run, pi0test (default: tests model).
+# tests, model, split, mps, views, run, mm (GEMM shapes), pi0test (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -18,7 +18,10 @@ for s in $STEPS; do case $s in
 tests)
   for t in "test_cuda_ops" "test_gpu_mailbox cuda" "test_cuda_policy"; do
     timeout 300 $C/bin/$t > "$O/${t%% *}.log" 2>&1; echo "== $t rc=$?"; grep -E "passed|tiny|graphs|backend|FAIL|fail" "$O/${t%% *}.log" | tail -8
-  done ;;
+  done
+  # the other launch paths: split K through global memory (no clusters), no programmatic launches
+  RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
+  RTV_PDL=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_PDL=0 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
@@ -37,6 +40,8 @@ views)
   echo "== history 4 (sensor encoding of 4 past frames)"; timeout 200 $R bench model -c configs/sim.yaml $PI0 --set model.history=4 --views 2 --prompt-len 0 --iters 50 2>&1 | tail -5 ;;
 run)
   timeout 300 $R run -c configs/sim.yaml $PI0 --set gpu.split.mode=${SPLIT:-green} --set gpu.split.action_sms=${ACT_SMS:-32} --set log.dir="$O/runs" --set log.status_line=false --task "pick up the red cube" --duration ${DUR:-60} ${EXTRA:-} 2>&1 | tee "$O/run${TAG:-}.txt" | tail -${TAIL:-40} ;;
+mm)
+  timeout 300 $C/bin/bench_matmul 2>&1 | tee "$O/bench_matmul.txt" | tail -${TAIL:-60} ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done

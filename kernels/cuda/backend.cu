@@ -75,6 +75,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->blas_ws);
     cudaFree(s->lt_ws);
     cudaFree(s->scratch);
+    cudaFree(s->sk_cnt);
     cudaFreeHost(s->staging);
     if (s->s) cudaStreamDestroy(s->s);
     free(s);
@@ -121,6 +122,7 @@ static int cuda_stream_new(rtv_stream **out)
         pushed = 0;
     }
     s->sm_count = sms;
+    if ((st = rtv_cuda_skinny_init(s))) goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes) != CUBLAS_STATUS_SUCCESS ||

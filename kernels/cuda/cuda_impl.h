@@ -25,6 +25,7 @@ extern "C" {
 typedef __nv_bfloat16 bf16;
 
 #define RTV_CUDA_LT_CACHE 128
+#define RTV_SK_TILES 1024
 
 struct rtv_lt_plan {
     int M, N, K, ldx, ldy, epi, beta1, valid;
@@ -45,6 +46,12 @@ struct rtv_stream {
     size_t staging_bytes, staging_used;
     int capturing;
     int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
+    int dev_sms;                /* SMs of the device */
+    int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
+    int sk_regs[8][2][2];        /* registers of each skinny kernel (NT, WN/2-1, WK-1) */
+    int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
+    int pdl;                    /* programmatic dependent launch (sm_90+, RTV_PDL=0: off) */ /* skinny GEMM: on/off and tuning (tune.h) */
+    int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 
@@ -74,6 +81,10 @@ static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b -
 /* Launchers (one per op; same arguments as the rtv_backend entries). */
 int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags);
+/* The few-row GEMM (skinny.cu): returns 1 when the shape is not its, else 0 with *st set. */
+int rtv_cuda_skinny(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                    const void *bias, int M, int N, int K, int flags, int *st);
+int rtv_cuda_skinny_init(rtv_stream *s);
 int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
                        int rows, int dim, float eps);
 int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,

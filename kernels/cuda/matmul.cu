@@ -33,7 +33,9 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     struct rtv_lt_plan *p = free_slot;
     memset(p, 0, sizeof(*p));
     cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    cublasLtEpilogue_t e = epi ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT;
+    /* epi: bit 0 bias, bit 1 GELU-tanh in the epilogue */
+    cublasLtEpilogue_t e = (epi & 2) ? ((epi & 1) ? CUBLASLT_EPILOGUE_GELU_BIAS : CUBLASLT_EPILOGUE_GELU)
+                                     : ((epi & 1) ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
     cudaDataType_t bias_t = CUDA_R_16BF;
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res;
@@ -50,7 +52,7 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     LT(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof(ta)));
     LT(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)));
     LT(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof(e)));
-    if (epi)
+    if (epi & 1)
         LT(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bias_t,
                                           sizeof(bias_t)));
     if (s->sm_count > 0) { /* plan for the partition, not the whole GPU */
@@ -99,7 +101,10 @@ int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, con
         return rtv_fail(RTV_E_UNSUPPORTED, "matmul: activation with RTV_MM_ACCUM is not "
                         "supported by the CUDA backend");
     int st;
-    struct rtv_lt_plan *p = plan_get(s, M, N, K, ldx, ldy, bias != NULL, accum, &st);
+    if (!rtv_cuda_skinny(s, y, ldy, x, ldx, w, bias, M, N, K, flags, &st)) return st;
+    const int lt_gelu = (flags & RTV_MM_GELU) && s->lt_gelu;
+    struct rtv_lt_plan *p = plan_get(s, M, N, K, ldx, ldy, (bias != NULL) | (lt_gelu << 1), accum,
+                                     &st);
     if (!p) return st;
     if (bias)
         BLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
@@ -107,6 +112,6 @@ int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, con
     float alpha = 1.0f, beta = accum ? 1.0f : 0.0f;
     BLAS_TRY(cublasLtMatmul(s->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, y, p->c, y, p->c,
                             &p->algo, s->lt_ws, s->lt_ws_bytes, s->s));
-    if (act) return rtv_cuda_activation(s, y, ldy, M, N, flags);
+    if (act && !lt_gelu) return rtv_cuda_activation(s, y, ldy, M, N, flags);
     return RTV_OK;
 }

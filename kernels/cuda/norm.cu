@@ -94,6 +94,48 @@ static __global__ void rmsnorm_warp_k(bf16 *y, const bf16 *x, const bf16 *w, int
     }
 }
 
+/* The same with the row in registers (dim = 256 CH, CH <= 8): x and w are loaded once, all
+ * loads in flight together, so the row costs one memory round trip instead of two dependent
+ * loops of them (the expert's 51 x 1024 norms took 4.2 us under ncu in rmsnorm_warp_k). */
+template <int CH>
+static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim,
+                                     float eps)
+{
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const uint4 *xr = (const uint4 *)(x + (size_t)row * dim);
+    uint4 *yr = (uint4 *)(y + (size_t)row * dim);
+    const uint4 *wr = (const uint4 *)w;
+    uint4 v[CH], ww[CH];
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        v[c] = xr[lane + 32 * c];
+        ww[c] = __ldg(wr + lane + 32 * c);
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        const bf16 *e = (const bf16 *)&v[c];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            float f = __bfloat162float(e[k]);
+            s += f * f;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    const float r = rsqrtf(s / dim + eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        uint4 o;
+        const bf16 *e = (const bf16 *)&v[c], *we = (const bf16 *)&ww[c];
+        bf16 *oe = (bf16 *)&o;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            oe[k] = __float2bfloat16(__bfloat162float(e[k]) * r * (1.0f + __bfloat162float(we[k])));
+        yr[lane + 32 * c] = o;
+    }
+}
+
 int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
                        int rows, int dim, float eps)
 {
@@ -108,7 +150,25 @@ int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int r
                      float eps)
 {
     if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "rmsnorm: rows=%d dim=%d", rows, dim);
-    if (dim % 8 == 0 && !(((uintptr_t)y | (uintptr_t)x | (uintptr_t)w) & 15)) {
+    const bool vec = dim % 8 == 0 && !(((uintptr_t)y | (uintptr_t)x | (uintptr_t)w) & 15);
+    if (vec && dim % 256 == 0 && dim <= 2048) {
+        void (*k)(bf16 *, const bf16 *, const bf16 *, int, int, float);
+        switch (dim / 256) {
+        case 1: k = rmsnorm_reg_k<1>; break;
+        case 2: k = rmsnorm_reg_k<2>; break;
+        case 3: k = rmsnorm_reg_k<3>; break;
+        case 4: k = rmsnorm_reg_k<4>; break;
+        case 5: k = rmsnorm_reg_k<5>; break;
+        case 6: k = rmsnorm_reg_k<6>; break;
+        case 7: k = rmsnorm_reg_k<7>; break;
+        default: k = rmsnorm_reg_k<8>; break;
+        }
+        k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w, rows,
+                                               dim, eps);
+        LAUNCH_CHECK("rmsnorm");
+        return RTV_OK;
+    }
+    if (vec) {
         rmsnorm_warp_k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x,
                                                             (const bf16 *)w, rows, dim, eps);
         LAUNCH_CHECK("rmsnorm");

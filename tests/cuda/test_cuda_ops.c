@@ -11,6 +11,7 @@
 
 #include "check.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/tune.h"
 #include "runtime/status.h"
 
 static const rtv_backend *C, *G;
@@ -70,19 +71,54 @@ static void compare(const char *what, pair p, float tol)
     free(a); free(b);
 }
 
-static void t_matmul(int M, int N, int K, int flags, int bias)
+/* y (row stride ldy) = x (row stride ldx) . w^T: strides wider than the matrices check that
+ * the kernels honour them (the expert writes q/k/v rows inside a wider per-layer buffer). */
+static void t_matmul_ld(int M, int N, int K, int flags, int bias, int ldx, int ldy)
 {
-    float *x = rnd((size_t)M * K, 1), *w = rnd((size_t)N * K, 1.0f / sqrtf(K)), *b = rnd(N, 0.5f);
-    float *y0 = rnd((size_t)M * N, 1);
-    pair X = act(x, (size_t)M * K), W = wt(w, (size_t)N * K), B = wt(b, N), Y = act(y0, (size_t)M * N);
-    CHECK(C->matmul(cs, Y.c, N, X.c, K, W.c, bias ? B.c : NULL, M, N, K, flags) == 0);
-    int st = G->matmul(gs, Y.g, N, X.g, K, W.g, bias ? B.g : NULL, M, N, K, flags);
+    float *x = rnd((size_t)M * ldx, 1), *w = rnd((size_t)N * K, 1.0f / sqrtf(K)), *b = rnd(N, 0.5f);
+    float *y0 = rnd((size_t)M * ldy, 1);
+    pair X = act(x, (size_t)M * ldx), W = wt(w, (size_t)N * K), B = wt(b, N), Y = act(y0, (size_t)M * ldy);
+    CHECK(C->matmul(cs, Y.c, ldy, X.c, ldx, W.c, bias ? B.c : NULL, M, N, K, flags) == 0);
+    int st = G->matmul(gs, Y.g, ldy, X.g, ldx, W.g, bias ? B.g : NULL, M, N, K, flags);
     CHECK_MSG(st == 0, "%s", rtv_last_error());
-    char what[96];
-    snprintf(what, sizeof(what), "matmul M=%d N=%d K=%d flags=%d bias=%d", M, N, K, flags, bias);
-    compare(what, Y, 2e-2f);
+    char what[128];
+    snprintf(what, sizeof(what), "matmul M=%d N=%d K=%d flags=%d bias=%d ldx=%d ldy=%d", M, N, K,
+             flags, bias, ldx, ldy);
+    compare(what, Y, 2e-2f); /* also the columns between N and ldy: they must be untouched */
     drop(X); drop(W); drop(B); drop(Y);
     free(x); free(w); free(b); free(y0);
+}
+
+static void t_matmul(int M, int N, int K, int flags, int bias)
+{
+    t_matmul_ld(M, N, K, flags, bias, K, N);
+}
+
+/* GELU after a GEMM, value by value: W = identity makes y = x exactly (bf16 inputs, fp32
+ * accumulation), so y = gelu_tanh(x) rounded once. Inputs cover [-6, 6], where the tanh form
+ * and the erf form of GELU differ by far more than a bf16 ulp (gelu(-3): -0.00364 vs -0.00405),
+ * so this fails if an epilogue computes the erf form. */
+static void t_gelu_exact(void)
+{
+    const int M = 64, K = 256;
+    float *x = malloc(sizeof(float) * M * K), *w = calloc((size_t)K * K, sizeof(float));
+    float *y = malloc(sizeof(float) * M * K);
+    for (int i = 0; i < M * K; i++) x[i] = rtv_bf16_to_f32(rtv_f32_to_bf16(-6.0f + 12.0f * i / (M * K - 1)));
+    for (int i = 0; i < K; i++) w[(size_t)i * K + i] = 1.0f;
+    pair X = act(x, (size_t)M * K), W = wt(w, (size_t)K * K), Y = act(NULL, (size_t)M * K);
+    CHECK(G->matmul(gs, Y.g, K, X.g, K, W.g, NULL, M, K, K, RTV_MM_GELU) == 0);
+    CHECK(G->download(gs, y, Y.g, (size_t)M * K) == 0);
+    CHECK(G->sync(gs) == 0);
+    int bad = 0;
+    for (int i = 0; i < M * K; i++) {
+        double v = x[i], ref = 0.5 * v * (1.0 + tanh(0.7978845608028654 * (v + 0.044715 * v * v * v)));
+        double tol = fabs(ref) * (1.0 / 128) + 1e-6; /* one bf16 ulp and a half */
+        if (fabs(y[i] - ref) > tol && bad++ < 5)
+            fprintf(stderr, "  gelu(%g): %g, gelu_tanh %g\n", v, y[i], ref);
+    }
+    CHECK_MSG(bad == 0, "GELU after matmul: %d of %d values off gelu_tanh", bad, M * K);
+    drop(X); drop(W); drop(Y);
+    free(x); free(w); free(y);
 }
 
 static void t_norms(int rows, int dim)
@@ -206,12 +242,30 @@ int main(int argc, char **argv)
     CHECK(C->stream_new(&cs) == 0);
     CHECK(G->stream_new(&gs) == 0);
     int fl[] = { 0, RTV_MM_GELU, RTV_MM_SILU, RTV_MM_ACCUM };
-    for (int i = 0; i < 4; i++) {
-        t_matmul(7, 33, 64, fl[i], 1);
-        t_matmul(256, 1152, 1152, fl[i], i != 3);
-        t_matmul(51, 2560, 1024, fl[i], 0);
+    /* matmul through cuBLASLt (mode 0, the default) and through the few-row kernel (mode 1,
+     * skinny.cu, opt-in), which takes the M <= 64 shapes below */
+    for (int mode = 0; mode < 2; mode++) {
+        rtv_cuda_matmul_tune(gs, mode, 0, 0);
+        for (int i = 0; i < 4; i++) {
+            t_matmul(7, 33, 64, fl[i], 1);
+            t_matmul(256, 1152, 1152, fl[i], i != 3);
+            t_matmul(51, 2560, 1024, fl[i], 0);
+            /* the few-row kernel (skinny.cu): one row, split K with its cross-CTA reduction, one
+             * column tile, every row count of an n-tile, wide strides */
+            t_matmul(1, 1024, 1024, fl[i], 1);
+            t_matmul(50, 1024, 4096, fl[i], i != 3);
+            t_matmul(64, 32, 2048, fl[i], 1);
+            t_matmul(13, 96, 384, fl[i], 0);
+            t_matmul_ld(51, 1024, 2048, fl[i], 0, 2048 + 64, 2560);
+        }
+        /* repeated split-K calls: each must find its arrival counters back at zero (a stale count
+         * would leave y unwritten, which the accumulate case shows) */
+        for (int r = 0; r < 3; r++) t_matmul(50, 1024, 4096, RTV_MM_ACCUM, 0);
     }
+    rtv_cuda_matmul_tune(gs, 0, 0, 0);
+    t_gelu_exact();
     t_norms(7, 33);
+    t_norms(5, 520); /* 16-byte rows, not a multiple of 256: the one-warp-per-row kernel */
     t_norms(64, 2048);
     t_norms(51, 1024);
     t_rope(9, 8, 256, 2560, 0);

@@ -1,0 +1,153 @@
+/* tests/cuda/bench_matmul.c — the action expert's GEMM shapes: cuBLASLt against the skinny
+ * kernel (kernels/cuda/skinny.cu) in its tuning variants. Not a test: a measuring tool for
+ * kernel work (`bench_matmul [reps [shape [variant]]]`), run on the GPU machine.
+ *
+ * Weights rotate over enough copies (>= 256 MiB) that no launch finds its weights in L2, as in
+ * the real cycle (0.6 GB of expert weights per Euler step). Each variant runs as a captured
+ * graph of 64 launches, timed on the host around launch + sync; the median of the repetitions
+ * is printed per GEMM, with the weight bandwidth it implies and the relative L2 error of the
+ * output against the cuBLASLt result on the same inputs. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/tune.h"
+#include "runtime/status.h"
+
+static const rtv_backend *G;
+static rtv_stream *S;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void)
+{
+    rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+    return (float)((rng >> 11) * (1.0 / 9007199254740992.0)) * 2.0f - 1.0f;
+}
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmpd(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define DIE(...) do { fprintf(stderr, __VA_ARGS__); fprintf(stderr, ": %s\n", rtv_last_error()); exit(1); } while (0)
+
+typedef struct { const char *name; int M, N, K, flags, bias; } shape;
+typedef struct { const char *name; int mode, wk, pct; } variant;
+
+int main(int argc, char **argv)
+{
+    int reps = argc > 1 ? atoi(argv[1]) : 15;
+    const char *only_shape = argc > 2 ? argv[2] : NULL, *only_var = argc > 3 ? argv[3] : NULL;
+    G = rtv_backend_cuda();
+    if (!G) { printf("no CUDA device\n"); return 77; }
+    if (G->stream_new(&S)) DIE("stream");
+    shape sh[] = {
+        { "qkv", 51, 2560, 1024, 0, 0 },          { "o+res", 51, 1024, 2048, RTV_MM_ACCUM, 0 },
+        { "gate_up", 51, 8192, 1024, 0, 0 },      { "down+res", 51, 1024, 4096, RTV_MM_ACCUM, 0 },
+        { "mlp_in silu", 50, 1024, 1024, RTV_MM_SILU, 1 }, { "act_out", 50, 32, 1024, 0, 1 },
+        { "qkv M=8", 8, 2560, 1024, 0, 0 },
+    };
+    variant va[] = { { "cublasLt", 0, 0, 0 }, { "skinny auto", 1, 0, 0 },
+                     { "sk wk1 50%", 1, 1, 50 }, { "sk wk1 100%", 1, 1, 100 },
+                     { "sk wk1 200%", 1, 1, 200 }, { "sk wk2 100%", 1, 2, 100 },
+                     { "sk wk2 200%", 1, 2, 200 }, { "sk wk1 400%", 1, 1, 400 },
+                     { "sk wk1 nosplit", 1, 1, 1 }, { "sk wk2 nosplit", 1, 2, 1 } };
+    const int NV = sizeof(va) / sizeof(va[0]), L = 64;
+    { /* the floor: a graph of tiny kernels (axpy on 64 elements) */
+        void *v, *graph = NULL;
+        float h[64] = { 0 };
+        double t[64];
+        if (G->alloc(&v, 256) || G->upload(S, v, h, 64) || G->sync(S) || G->capture_begin(S)) DIE("floor");
+        for (int i = 0; i < 64; i++)
+            if (G->axpy(S, v, v, 0.5f, 64)) DIE("floor");
+        if (G->capture_end(S, &graph) || G->graph_launch(S, graph) || G->sync(S)) DIE("floor");
+        for (int r = 0; r < reps && r < 64; r++) {
+            double t0 = now();
+            if (G->graph_launch(S, graph) || G->sync(S)) DIE("floor");
+            t[r] = (now() - t0) / 64;
+        }
+        qsort(t, reps < 64 ? reps : 64, sizeof(double), cmpd);
+        printf("graph launch floor (tiny kernel): %.2f us per kernel\n", t[(reps < 64 ? reps : 64) / 2] * 1e6);
+        G->graph_free(graph);
+        G->free(v);
+    }
+    printf("%-12s %-12s %9s %9s %10s\n", "shape", "variant", "us/GEMM", "GB/s(w)", "rel.err");
+    for (size_t si = 0; si < sizeof(sh) / sizeof(sh[0]); si++) {
+        shape s = sh[si];
+        if (only_shape && strcmp(only_shape, s.name)) continue;
+        size_t wn = (size_t)s.N * s.K, wbytes = wn * 2;
+        int copies = (int)((256u << 20) / wbytes) + 1;
+        if (copies > L) copies = L;
+        uint16_t *hw = malloc(wn * 2);
+        void **w = calloc(copies, sizeof(void *));
+        for (int c = 0; c < copies; c++) {
+            for (size_t i = 0; i < wn; i++) hw[i] = rtv_f32_to_bf16(frand() / sqrtf(s.K));
+            if (G->alloc(&w[c], wbytes) || G->upload_weight(w[c], hw, RTV_DT_BF16, wn))
+                DIE("weights");
+        }
+        float *hx = malloc(sizeof(float) * s.M * (size_t)s.K), *hy = malloc(sizeof(float) * s.M * (size_t)s.N);
+        float *ref = malloc(sizeof(float) * s.M * (size_t)s.N), *out = malloc(sizeof(float) * s.M * (size_t)s.N);
+        float hb[8192];
+        for (size_t i = 0; i < (size_t)s.M * s.K; i++) hx[i] = frand();
+        for (size_t i = 0; i < (size_t)s.M * s.N; i++) hy[i] = frand();
+        for (int i = 0; i < s.N; i++) hb[i] = frand();
+        void *x, *y, *y0, *b = NULL;
+        if (G->alloc(&x, (size_t)s.M * s.K * 2) || G->alloc(&y, (size_t)s.M * s.N * 2) ||
+            G->alloc(&y0, (size_t)s.M * s.N * 2) || G->alloc(&b, (size_t)s.N * 2) ||
+            G->upload(S, x, hx, (size_t)s.M * s.K) || G->upload(S, y0, hy, (size_t)s.M * s.N) ||
+            G->upload_weight(b, hb, RTV_DT_F32, s.N) || G->sync(S))
+            DIE("inputs");
+        for (int v = 0; v < NV; v++) {
+            if (v && only_var && strcmp(only_var, va[v].name)) continue;
+            rtv_cuda_matmul_tune(S, va[v].mode, va[v].wk, va[v].pct);
+            /* correctness: one launch from y0 */
+            if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
+                G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M, s.N, s.K, s.flags) ||
+                G->download(S, v ? out : ref, y, (size_t)s.M * s.N) || G->sync(S))
+                DIE("%s %s", s.name, va[v].name);
+            double e2 = 0, r2 = 0;
+            if (v) {
+                for (size_t i = 0; i < (size_t)s.M * s.N; i++) {
+                    double d = (double)out[i] - ref[i];
+                    e2 += d * d;
+                    r2 += (double)ref[i] * ref[i];
+                }
+            }
+            void *graph = NULL;
+            if (G->capture_begin(S)) DIE("capture");
+            for (int i = 0; i < L; i++)
+                if (G->matmul(S, y, s.N, x, s.K, w[i % copies], s.bias ? b : NULL, s.M, s.N, s.K,
+                              s.flags))
+                    DIE("%s %s (capture)", s.name, va[v].name);
+            if (G->capture_end(S, &graph)) DIE("capture end");
+            double t[64];
+            if (G->graph_launch(S, graph) || G->sync(S)) DIE("warm-up");
+            for (int r = 0; r < reps && r < 64; r++) {
+                double t0 = now();
+                if (G->graph_launch(S, graph) || G->sync(S)) DIE("replay");
+                t[r] = (now() - t0) / L;
+            }
+            qsort(t, reps < 64 ? reps : 64, sizeof(double), cmpd);
+            double med = t[(reps < 64 ? reps : 64) / 2];
+            printf("%-12s %-12s %9.2f %9.0f %10.2e\n", s.name, va[v].name, med * 1e6,
+                   wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0);
+            G->graph_free(graph);
+        }
+        for (int c = 0; c < copies; c++) G->free(w[c]);
+        G->free(x); G->free(y); G->free(y0); G->free(b);
+        free(w); free(hw); free(hx); free(hy); free(ref); free(out);
+    }
+    G->stream_free(S);
+    return 0;
+}
