@@ -22,6 +22,24 @@ static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
     y[t] = __float2bfloat16(gelu_tanh(g) * u);
 }
 
+/* 8 outputs per thread, 16-byte loads and stores (ff % 8 == 0, aligned): the prefix's
+ * 512 x 16384 GeGLU took 42 us per layer under ncu with 2-byte accesses (1.2 TB/s). */
+static __global__ void geglu8_k(bf16 *y, const bf16 *gu, int rows, int ff)
+{
+    size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    const int f8 = ff / 8;
+    if (t >= (size_t)rows * f8) return;
+    size_t r = t / f8, j = (t % f8) * 8;
+    uint4 g4 = *(const uint4 *)(gu + r * 2 * ff + j), u4 = *(const uint4 *)(gu + r * 2 * ff + ff + j);
+    const bf16 *g = (const bf16 *)&g4, *u = (const bf16 *)&u4;
+    uint4 o4;
+    bf16 *o = (bf16 *)&o4;
+#pragma unroll
+    for (int k = 0; k < 8; k++)
+        o[k] = __float2bfloat16(gelu_tanh(__bfloat162float(g[k])) * __bfloat162float(u[k]));
+    *(uint4 *)(y + r * ff + j) = o4;
+}
+
 static __global__ void act_k(bf16 *y, int ld, int rows, int cols, int silu_not_gelu)
 {
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -79,7 +97,10 @@ static __global__ void b2f_k(float *d, const bf16 *s, size_t n)
 int rtv_cuda_geglu(rtv_stream *s, void *y, const void *gu, int rows, int ff)
 {
     if (rows <= 0 || ff <= 0) return rtv_fail(RTV_E_ARG, "geglu: rows=%d ff=%d", rows, ff);
-    geglu_k<<<GRID((size_t)rows * ff)>>>((bf16 *)y, (const bf16 *)gu, rows, ff);
+    if (ff % 8 == 0 && !(((uintptr_t)y | (uintptr_t)gu) & 15))
+        geglu8_k<<<GRID((size_t)rows * ff / 8)>>>((bf16 *)y, (const bf16 *)gu, rows, ff);
+    else
+        geglu_k<<<GRID((size_t)rows * ff)>>>((bf16 *)y, (const bf16 *)gu, rows, ff);
     LAUNCH_CHECK("geglu");
     return RTV_OK;
 }

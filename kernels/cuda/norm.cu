@@ -136,10 +136,80 @@ static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int 
     }
 }
 
+/* LayerNorm with one warp per row held in registers (dim % 8 == 0, dim <= 256 CH, aligned):
+ * one memory round trip; mean, then the variance around it, both from registers (the
+ * block-per-row version reads the row three times: 6.1 us per SigLIP norm under ncu). */
+template <int CH>
+static __global__ void layernorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b,
+                                       int rows, int dim, float eps)
+{
+    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
+    if (row >= rows) return;
+    const int nv = dim / 8;
+    const uint4 *xr = (const uint4 *)(x + (size_t)row * dim);
+    uint4 *yr = (uint4 *)(y + (size_t)row * dim);
+    uint4 v[CH];
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int i = lane + 32 * c;
+        v[c] = i < nv ? xr[i] : make_uint4(0, 0, 0, 0);
+        const bf16 *e = (const bf16 *)&v[c];
+#pragma unroll
+        for (int k = 0; k < 8; k++) s += __bfloat162float(e[k]);
+    }
+    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    const float mean = s / dim;
+    float q = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        if (lane + 32 * c >= nv) continue;
+        const bf16 *e = (const bf16 *)&v[c];
+#pragma unroll
+        for (int k = 0; k < 8; k++) {
+            float d = __bfloat162float(e[k]) - mean;
+            q += d * d;
+        }
+    }
+    for (int o = 16; o > 0; o >>= 1) q += __shfl_xor_sync(0xffffffffu, q, o);
+    const float rstd = rsqrtf(q / dim + eps);
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
+        int i = lane + 32 * c;
+        if (i >= nv) continue;
+        uint4 w4 = __ldg((const uint4 *)w + i), b4 = __ldg((const uint4 *)b + i), o4;
+        const bf16 *e = (const bf16 *)&v[c], *we = (const bf16 *)&w4, *be = (const bf16 *)&b4;
+        bf16 *oe = (bf16 *)&o4;
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            oe[k] = __float2bfloat16((__bfloat162float(e[k]) - mean) * rstd * __bfloat162float(we[k]) +
+                                     __bfloat162float(be[k]));
+        yr[i] = o4;
+    }
+}
+
 int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
                        int rows, int dim, float eps)
 {
     if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "layernorm: rows=%d dim=%d", rows, dim);
+    if (dim % 8 == 0 && dim <= 2048 &&
+        !(((uintptr_t)y | (uintptr_t)x | (uintptr_t)w | (uintptr_t)b) & 15)) {
+        void (*k)(bf16 *, const bf16 *, const bf16 *, const bf16 *, int, int, float);
+        switch ((dim + 255) / 256) {
+        case 1: k = layernorm_reg_k<1>; break;
+        case 2: k = layernorm_reg_k<2>; break;
+        case 3: k = layernorm_reg_k<3>; break;
+        case 4: k = layernorm_reg_k<4>; break;
+        case 5: k = layernorm_reg_k<5>; break;
+        case 6: k = layernorm_reg_k<6>; break;
+        case 7: k = layernorm_reg_k<7>; break;
+        default: k = layernorm_reg_k<8>; break;
+        }
+        k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                                               (const bf16 *)b, rows, dim, eps);
+        LAUNCH_CHECK("layernorm");
+        return RTV_OK;
+    }
     layernorm_k<<<rows, NORM_THREADS, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w,
                                                  (const bf16 *)b, dim, eps);
     LAUNCH_CHECK("layernorm");

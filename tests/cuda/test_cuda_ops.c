@@ -185,6 +185,16 @@ static void t_elementwise(void)
     CHECK(C->geglu(cs, Y.c, GU.c, rows, ff) == 0);
     CHECK(G->geglu(gs, Y.g, GU.g, rows, ff) == 0);
     compare("geglu", Y, 2e-2f);
+    { /* ff % 8 == 0: the 16-byte kernel */
+        int r2 = 9, f2 = 1024;
+        float *gu2 = rnd((size_t)r2 * 2 * f2, 3);
+        pair G2 = act(gu2, (size_t)r2 * 2 * f2), Y3 = act(NULL, (size_t)r2 * f2);
+        CHECK(C->geglu(cs, Y3.c, G2.c, r2, f2) == 0);
+        CHECK(G->geglu(gs, Y3.g, G2.g, r2, f2) == 0);
+        compare("geglu ff=1024", Y3, 2e-2f);
+        drop(G2); drop(Y3);
+        free(gu2);
+    }
     pair Y2 = act(y, (size_t)rows * dim), W = wt(w, (size_t)period * dim);
     CHECK(C->add_weight_rows(cs, Y2.c, W.c, rows, dim, period) == 0);
     CHECK(G->add_weight_rows(gs, Y2.g, W.g, rows, dim, period) == 0);
@@ -265,7 +275,8 @@ int main(int argc, char **argv)
     rtv_cuda_matmul_tune(gs, 0, 0, 0);
     t_gelu_exact();
     t_norms(7, 33);
-    t_norms(5, 520); /* 16-byte rows, not a multiple of 256: the one-warp-per-row kernel */
+    t_norms(5, 520); /* 16-byte rows, not a multiple of 256: one-warp-per-row kernels */
+    t_norms(9, 1152); /* SigLIP width: LayerNorm in registers with a partial last chunk */
     t_norms(64, 2048);
     t_norms(51, 1024);
     t_rope(9, 8, 256, 2560, 0);
