@@ -148,12 +148,19 @@ static __global__ void layernorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, co
     const int nv = dim / 8;
     const uint4 *xr = (const uint4 *)(x + (size_t)row * dim);
     uint4 *yr = (uint4 *)(y + (size_t)row * dim);
-    uint4 v[CH];
-    float s = 0.0f;
+    uint4 v[CH], w4[CH], b4[CH]; /* all loads in flight before the reductions */
 #pragma unroll
     for (int c = 0; c < CH; c++) {
         int i = lane + 32 * c;
         v[c] = i < nv ? xr[i] : make_uint4(0, 0, 0, 0);
+        if (i < nv) {
+            w4[c] = __ldg((const uint4 *)w + i);
+            b4[c] = __ldg((const uint4 *)b + i);
+        }
+    }
+    float s = 0.0f;
+#pragma unroll
+    for (int c = 0; c < CH; c++) {
         const bf16 *e = (const bf16 *)&v[c];
 #pragma unroll
         for (int k = 0; k < 8; k++) s += __bfloat162float(e[k]);
@@ -177,8 +184,8 @@ static __global__ void layernorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, co
     for (int c = 0; c < CH; c++) {
         int i = lane + 32 * c;
         if (i >= nv) continue;
-        uint4 w4 = __ldg((const uint4 *)w + i), b4 = __ldg((const uint4 *)b + i), o4;
-        const bf16 *e = (const bf16 *)&v[c], *we = (const bf16 *)&w4, *be = (const bf16 *)&b4;
+        uint4 o4;
+        const bf16 *e = (const bf16 *)&v[c], *we = (const bf16 *)&w4[c], *be = (const bf16 *)&b4[c];
         bf16 *oe = (bf16 *)&o4;
 #pragma unroll
         for (int k = 0; k < 8; k++)

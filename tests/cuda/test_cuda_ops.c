@@ -287,6 +287,10 @@ int main(int argc, char **argv)
     t_attention(13, 40, 9, 4, 2, 32, 3, 41);          /* GQA, odd sizes */
     t_attention(50, 563, 0, 8, 1, 256, 0, 0);         /* action rows over prefix + suffix, padded keys */
     t_attention(1, 513, 0, 8, 1, 256, 0, 0);          /* state token */
+    t_attention(51, 563, 0, 8, 1, 256, 1, 513);       /* limit rule on one segment */
+    t_attention(20, 100, 0, 4, 2, 256, 0, 0);         /* GQA at head_dim 256 */
+    t_attention(64, 1024, 0, 2, 1, 256, 0, 0);        /* 64 rows, 1024 keys */
+    t_attention(33, 37, 0, 3, 1, 256, 5, 9);          /* keys not a multiple of 8 or 16 */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
     t_elementwise();
