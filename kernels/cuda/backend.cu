@@ -122,7 +122,7 @@ static int cuda_stream_new(rtv_stream **out)
         pushed = 0;
     }
     s->sm_count = sms;
-    if ((st = rtv_cuda_skinny_init(s))) goto fail;
+    if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s))) goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes) != CUBLAS_STATUS_SUCCESS ||

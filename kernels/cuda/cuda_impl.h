@@ -49,6 +49,7 @@ struct rtv_stream {
     int dev_sms;                /* SMs of the device */
     int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
     int sk_regs[8][2][2];        /* registers of each skinny kernel (NT, WN/2-1, WK-1) */
+    int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int pdl;                    /* programmatic dependent launch (sm_90+, RTV_PDL=0: off) */ /* skinny GEMM: on/off and tuning (tune.h) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
@@ -85,6 +86,12 @@ int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, con
 int rtv_cuda_skinny(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags, int *st);
 int rtv_cuda_skinny_init(rtv_stream *s);
+/* One-kernel attention for n_k <= 256 and head_dim 16/32/64/72/128, one key segment
+ * (attn_small.cu): returns 1 when the call is not its, else 0 with *st set. */
+int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
+                        const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                        int head_dim, float scale, int limit_rows, int limit_keys, int *st);
+int rtv_cuda_attn_small_init(rtv_stream *s);
 int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
                        int rows, int dim, float eps);
 int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,

@@ -291,6 +291,11 @@ int main(int argc, char **argv)
     t_attention(20, 100, 0, 4, 2, 256, 0, 0);         /* GQA at head_dim 256 */
     t_attention(64, 1024, 0, 2, 1, 256, 0, 0);        /* 64 rows, 1024 keys */
     t_attention(33, 37, 0, 3, 1, 256, 5, 9);          /* keys not a multiple of 8 or 16 */
+    /* the one-kernel path (attn_small.cu: n_k <= 256, head_dim 16/32/64/72/128) */
+    t_attention(100, 200, 0, 4, 1, 16, 0, 0);         /* MQA, rows past one CTA */
+    t_attention(65, 256, 0, 2, 2, 128, 3, 100);       /* head_dim 128, limit rule */
+    t_attention(1, 9, 0, 8, 4, 64, 0, 0);             /* one row, 9 keys, GQA */
+    t_attention(129, 129, 0, 16, 16, 72, 0, 0);       /* SigLIP head_dim, odd sizes */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
     t_elementwise();

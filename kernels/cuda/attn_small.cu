@@ -1,0 +1,266 @@
+/* kernels/cuda/attn_small.cu — attention in one kernel when the keys fit a warp's registers:
+ * n_k <= 256, head_dim a multiple of 8 up to 128 (SigLIP: 256 tokens per view, head_dim 72).
+ * The cuBLAS path runs three kernels per call (QK GEMM into fp32 logits, softmax into bf16
+ * probabilities, PV GEMM); ncu put them at 5.3 + 6.6 + 4.8 us per SigLIP view and layer.
+ *
+ * Grid (heads, ceil(n_q / 32)), 4 warps: 2 blocks of 16 query rows x 2 halves of the keys.
+ * The CTA copies the K and V rows of its kv head into shared memory once (cp.async); then each
+ * warp, for its 16 rows and its half of the keys:
+ *   - S = Q K^T with mma.sync m16n8k16, Q fragments straight from global memory, K fragments
+ *     from shared memory, both as 16-byte loads of 8 consecutive head_dim elements used as the
+ *     fragment's k positions {2t, 2t+1, 2t+8, 2t+9} of two k16 steps (the dot product does not
+ *     care about the order of its terms; elements past head_dim are zero);
+ *   - scale, the limit rule, row max and sum in registers (the whole row is there: no online
+ *     softmax), probabilities rounded to bf16 as the cuBLAS path and PyTorch's eager attention do;
+ *   - O = P V with P's A fragments taken from S's accumulators and V's B fragments from shared
+ *     memory through ldmatrix.trans;
+ *   - the two halves combine through shared memory (rescaled by e^(m - M)); O / rowsum is
+ *     written as bf16.
+ * One warp over all 256 keys ran 16 us per SigLIP view (ncu: one warp per scheduler on half the
+ * SMs, issue-bound); halving the keys per warp doubles the CTAs and halves each warp's chain. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "cuda_impl.h"
+
+#define AS_MAXK 256 /* keys */
+#define AS_KSPLIT 2 /* warps sharing a 16-row block, each over its share of the keys */
+#define AS_HK (AS_MAXK / AS_KSPLIT)
+
+static __device__ __forceinline__ void as_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
+                                              uint32_t a3, uint32_t b0, uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint32_t as_pack(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+template <int HD8>
+static __global__ void __launch_bounds__(128)
+    attn_small_k(bf16 *out, int ldo, const bf16 *q, int ldq, const bf16 *k, const bf16 *v,
+                 int ldkv, int n_k, int n_q, int group, float scale, int limit_rows,
+                 int limit_keys)
+{
+    constexpr int HD = HD8 * 8, NCH = (HD8 + 3) / 4;
+    constexpr int KS = HD + (((8 - HD) % 64) + 64) % 64; /* row stride = 16 mod 128 bytes */
+    extern __shared__ __align__(16) unsigned char as_sh[];
+    const int nkp = (n_k + 15) & ~15;
+    bf16 *ks = (bf16 *)as_sh, *vs = ks + (size_t)nkp * KS;
+    const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int g = lane >> 2, t = lane & 3;
+    const int kp = warp % AS_KSPLIT, row0 = blockIdx.y * 32 + (warp / AS_KSPLIT) * 16;
+    const int share = ((n_k + AS_KSPLIT * 16 - 1) / (AS_KSPLIT * 16)) * 16;
+    const int key0 = kp * share, key1 = min(n_k, key0 + share); /* this warp's keys */
+    const int kvh = h / group;
+    const bf16 *kh = k + (size_t)kvh * HD, *vh = v + (size_t)kvh * HD, *qh = q + (size_t)h * HD;
+
+    /* K and V rows into shared memory; rows n_k .. nkp - 1 zeroed (their probability is 0, and
+     * 0 times a stale value could be NaN) */
+    for (int i = threadIdx.x; i < nkp * HD8; i += blockDim.x) {
+        int r = i / HD8, c = (i - r * HD8) * 8;
+        bf16 *dk = ks + r * KS + c, *dv = vs + r * KS + c;
+        if (r < n_k) {
+            unsigned sk = (unsigned)__cvta_generic_to_shared(dk);
+            unsigned sv = (unsigned)__cvta_generic_to_shared(dv);
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sk),
+                         "l"(kh + (size_t)r * ldkv + c));
+            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sv),
+                         "l"(vh + (size_t)r * ldkv + c));
+        } else {
+            *(uint4 *)dk = make_uint4(0, 0, 0, 0);
+            *(uint4 *)dv = make_uint4(0, 0, 0, 0);
+        }
+    }
+    /* Q fragments meanwhile: rows g and g + 8 of this warp, 8 elements at 32c + 8t */
+    uint4 qa[NCH], qb[NCH];
+    {
+        const int ra = min(row0 + g, n_q - 1), rb = min(row0 + g + 8, n_q - 1);
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            int col = 32 * c + 8 * t;
+            qa[c] = col < HD ? *(const uint4 *)(qh + (size_t)ra * ldq + col) : make_uint4(0, 0, 0, 0);
+            qb[c] = col < HD ? *(const uint4 *)(qh + (size_t)rb * ldq + col) : make_uint4(0, 0, 0, 0);
+        }
+    }
+    asm volatile("cp.async.wait_all;" ::: "memory");
+    __syncthreads();
+
+    /* S = Q K^T, key tiles of 8 from key0 */
+    float sacc[AS_HK / 8][4];
+#pragma unroll
+    for (int j = 0; j < AS_HK / 8; j++) {
+        sacc[j][0] = sacc[j][1] = sacc[j][2] = sacc[j][3] = 0.f;
+        if (key0 + 8 * j >= key1) continue;
+        const bf16 *kr = ks + (key0 + 8 * j + g) * KS;
+#pragma unroll
+        for (int c = 0; c < NCH; c++) {
+            int col = 32 * c + 8 * t;
+            uint4 kf = col < HD ? *(const uint4 *)(kr + col) : make_uint4(0, 0, 0, 0);
+            as_mma(sacc[j], qa[c].x, qb[c].x, qa[c].y, qb[c].y, kf.x, kf.y);
+            as_mma(sacc[j], qa[c].z, qb[c].z, qa[c].w, qb[c].w, kf.z, kf.w);
+        }
+    }
+
+    /* scale, mask, row max and sum (rows g and g + 8; a quad of lanes shares a row) */
+    const int r_lo = row0 + g, r_hi = row0 + g + 8;
+    const int lim_lo = min(key1, r_lo < limit_rows ? limit_keys : n_k);
+    const int lim_hi = min(key1, r_hi < limit_rows ? limit_keys : n_k);
+    float m_lo = -INFINITY, m_hi = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < AS_HK / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int key = key0 + 8 * j + 2 * t + (e & 1);
+            float x = key < ((e >> 1) ? lim_hi : lim_lo) ? sacc[j][e] * scale : -INFINITY;
+            sacc[j][e] = x;
+            if (e >> 1) m_hi = fmaxf(m_hi, x);
+            else m_lo = fmaxf(m_lo, x);
+        }
+    m_lo = fmaxf(m_lo, __shfl_xor_sync(0xffffffffu, m_lo, 1));
+    m_lo = fmaxf(m_lo, __shfl_xor_sync(0xffffffffu, m_lo, 2));
+    m_hi = fmaxf(m_hi, __shfl_xor_sync(0xffffffffu, m_hi, 1));
+    m_hi = fmaxf(m_hi, __shfl_xor_sync(0xffffffffu, m_hi, 2));
+    float l_lo = 0.f, l_hi = 0.f;
+#pragma unroll
+    for (int j = 0; j < AS_HK / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float x = sacc[j][e];
+            float y = x == -INFINITY ? 0.f : __expf(x - ((e >> 1) ? m_hi : m_lo));
+            y = __bfloat162float(__float2bfloat16(y)); /* what P.V uses */
+            sacc[j][e] = y;
+            if (e >> 1) l_hi += y;
+            else l_lo += y;
+        }
+    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 1);
+    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 2);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
+    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
+
+    /* O = P V, keys in steps of 16 */
+    float oacc[HD8][4];
+#pragma unroll
+    for (int d = 0; d < HD8; d++) oacc[d][0] = oacc[d][1] = oacc[d][2] = oacc[d][3] = 0.f;
+    const unsigned vbase = (unsigned)__cvta_generic_to_shared(vs + (lane & 15) * KS);
+#pragma unroll
+    for (int kk = 0; kk < AS_HK / 16; kk++) {
+        if (key0 + 16 * kk >= key1) break;
+        uint32_t a0 = as_pack(sacc[2 * kk][0], sacc[2 * kk][1]);
+        uint32_t a1 = as_pack(sacc[2 * kk][2], sacc[2 * kk][3]);
+        uint32_t a2 = as_pack(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+        uint32_t a3 = as_pack(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+#pragma unroll
+        for (int d = 0; d < HD8; d++) {
+            uint32_t b0, b1;
+            asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+                         : "=r"(b0), "=r"(b1)
+                         : "r"(vbase + (unsigned)(((key0 + 16 * kk) * KS + 8 * d) * 2)));
+            as_mma(oacc[d], a0, a1, a2, a3, b0, b1);
+        }
+    }
+    /* the key halves meet: the second warp of a row block leaves (m, l, O) in shared memory
+     * (the K/V copy is no longer read), the first rescales both and writes */
+    __syncthreads();
+    float *cmb = (float *)as_sh + (size_t)(warp / AS_KSPLIT) * (HD8 * 4 + 4) * 32 + lane;
+    if (kp == 1) {
+#pragma unroll
+        for (int d = 0; d < HD8; d++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) cmb[(d * 4 + e) * 32] = oacc[d][e];
+        cmb[(HD8 * 4 + 0) * 32] = m_lo;
+        cmb[(HD8 * 4 + 1) * 32] = m_hi;
+        cmb[(HD8 * 4 + 2) * 32] = l_lo;
+        cmb[(HD8 * 4 + 3) * 32] = l_hi;
+    }
+    __syncthreads();
+    if (kp == 1 || row0 >= n_q) return;
+    const float pm_lo = cmb[(HD8 * 4 + 0) * 32], pm_hi = cmb[(HD8 * 4 + 1) * 32];
+    const float M_lo = fmaxf(m_lo, pm_lo), M_hi = fmaxf(m_hi, pm_hi);
+    const float a_lo = m_lo == -INFINITY ? 0.f : __expf(m_lo - M_lo);
+    const float b_lo = pm_lo == -INFINITY ? 0.f : __expf(pm_lo - M_lo);
+    const float a_hi = m_hi == -INFINITY ? 0.f : __expf(m_hi - M_hi);
+    const float b_hi = pm_hi == -INFINITY ? 0.f : __expf(pm_hi - M_hi);
+    const float L_lo = a_lo * l_lo + b_lo * cmb[(HD8 * 4 + 2) * 32];
+    const float L_hi = a_hi * l_hi + b_hi * cmb[(HD8 * 4 + 3) * 32];
+    const float i_lo = L_lo > 0.f ? 1.0f / L_lo : 0.f, i_hi = L_hi > 0.f ? 1.0f / L_hi : 0.f;
+#pragma unroll
+    for (int d = 0; d < HD8; d++) {
+        int col = h * HD + 8 * d + 2 * t;
+        float o0 = (a_lo * oacc[d][0] + b_lo * cmb[(d * 4 + 0) * 32]) * i_lo;
+        float o1 = (a_lo * oacc[d][1] + b_lo * cmb[(d * 4 + 1) * 32]) * i_lo;
+        float o2 = (a_hi * oacc[d][2] + b_hi * cmb[(d * 4 + 2) * 32]) * i_hi;
+        float o3 = (a_hi * oacc[d][3] + b_hi * cmb[(d * 4 + 3) * 32]) * i_hi;
+        if (r_lo < n_q) *(uint32_t *)(out + (size_t)r_lo * ldo + col) = as_pack(o0, o1);
+        if (r_hi < n_q) *(uint32_t *)(out + (size_t)r_hi * ldo + col) = as_pack(o2, o3);
+    }
+}
+
+typedef void (*as_kernel)(bf16 *, int, const bf16 *, int, const bf16 *, const bf16 *, int, int,
+                          int, int, float, int, int);
+
+static as_kernel as_pick(int hd)
+{
+    switch (hd) {
+    case 16: return attn_small_k<2>;
+    case 32: return attn_small_k<4>;
+    case 64: return attn_small_k<8>;
+    case 72: return attn_small_k<9>;
+    case 128: return attn_small_k<16>;
+    default: return NULL;
+    }
+}
+
+/* The K and V copy, or the halves' combine area after it (2 row blocks x (O, m, l) of 32 lanes),
+ * whichever is larger. */
+static size_t as_smem(int hd, int n_k)
+{
+    int ks = hd + (((8 - hd) % 64) + 64) % 64;
+    size_t kv = (size_t)2 * ((n_k + 15) & ~15) * ks * sizeof(bf16);
+    size_t cmb = (size_t)2 * (hd / 8 * 4 + 4) * 32 * sizeof(float);
+    return kv > cmb ? kv : cmb;
+}
+
+int rtv_cuda_attn_small_init(rtv_stream *s)
+{
+    int dev = 0, optin = 0;
+    CU_TRY(cudaGetDevice(&dev));
+    CU_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    const char *e = getenv("RTV_FUSED_ATTN");
+    s->attn_small = !(e && e[0] == '0');
+    s->attn_small_smem = optin;
+    const int hds[] = { 16, 32, 64, 72, 128 };
+    for (int i = 0; i < 5; i++) {
+        size_t need = as_smem(hds[i], AS_MAXK);
+        CU_TRY(cudaFuncSetAttribute(as_pick(hds[i]), cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                    (int)(need < (size_t)optin ? need : (size_t)optin)));
+    }
+    return RTV_OK;
+}
+
+/* Returns 1 when the call is not for this kernel (the caller runs the cuBLAS path). */
+int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
+                        const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                        int head_dim, float scale, int limit_rows, int limit_keys, int *st)
+{
+    *st = RTV_OK;
+    as_kernel kern = as_pick(head_dim);
+    size_t smem = as_smem(head_dim, n_k);
+    if (!s->attn_small || !kern || n_k > AS_MAXK || smem > (size_t)s->attn_small_smem ||
+        ldq % 8 || ldkv % 8 || ldo % 2 ||
+        ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 4)
+        return 1;
+    dim3 grid(n_heads, (n_q + 31) / 32);
+    kern<<<grid, 128, smem, s->s>>>((bf16 *)out, ldo, (const bf16 *)q, ldq, (const bf16 *)k,
+                                    (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
+                                    limit_rows, limit_keys);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (small) launch", __FILE__, __LINE__);
+    return 0;
+}
