@@ -3,7 +3,7 @@
  * The cuBLAS path runs three kernels per call (QK GEMM into fp32 logits, softmax into bf16
  * probabilities, PV GEMM); ncu put them at 5.3 + 6.6 + 4.8 us per SigLIP view and layer.
  *
- * Grid (heads, ceil(n_q / 32)), 4 warps: 2 blocks of 16 query rows x 2 halves of the keys.
+ * Grid (heads, ceil(n_q / 32)), 8 warps: 2 blocks of 16 query rows x 4 shares of the keys.
  * The CTA copies the K and V rows of its kv head into shared memory once (cp.async); then each
  * warp, for its 16 rows and its half of the keys:
  *   - S = Q K^T with mma.sync m16n8k16, Q fragments straight from global memory, K fragments
@@ -14,17 +14,20 @@
  *     softmax), probabilities rounded to bf16 as the cuBLAS path and PyTorch's eager attention do;
  *   - O = P V with P's A fragments taken from S's accumulators and V's B fragments from shared
  *     memory through ldmatrix.trans;
- *   - the two halves combine through shared memory (rescaled by e^(m - M)); O / rowsum is
- *     written as bf16.
- * One warp over all 256 keys ran 16 us per SigLIP view (ncu: one warp per scheduler on half the
- * SMs, issue-bound); halving the keys per warp doubles the CTAs and halves each warp's chain. */
+ *   - the shares combine through shared memory (rescaled by e^(m - M)); O / rowsum is written
+ *     as bf16.
+ * ncu, per SigLIP view: one warp over all 256 keys 16 us (one warp per scheduler on half the
+ * SMs, issue-bound); two warps per row block over key halves 11 us; four (this) shortens each
+ * warp's chain again. */
 #include <math.h>
 #include <stdlib.h>
 
 #include "cuda_impl.h"
 
 #define AS_MAXK 256 /* keys */
-#define AS_KSPLIT 2 /* warps sharing a 16-row block, each over its share of the keys */
+#define AS_KSPLIT 4 /* warps sharing a 16-row block, each over its share of the keys */
+#define AS_RB 2     /* 16-row blocks per CTA */
+#define AS_THREADS (32 * AS_KSPLIT * AS_RB)
 #define AS_HK (AS_MAXK / AS_KSPLIT)
 
 static __device__ __forceinline__ void as_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
@@ -43,7 +46,7 @@ static __device__ __forceinline__ uint32_t as_pack(float lo, float hi)
 }
 
 template <int HD8>
-static __global__ void __launch_bounds__(128)
+static __global__ void __launch_bounds__(AS_THREADS)
     attn_small_k(bf16 *out, int ldo, const bf16 *q, int ldq, const bf16 *k, const bf16 *v,
                  int ldkv, int n_k, int n_q, int group, float scale, int limit_rows,
                  int limit_keys)
@@ -55,7 +58,7 @@ static __global__ void __launch_bounds__(128)
     bf16 *ks = (bf16 *)as_sh, *vs = ks + (size_t)nkp * KS;
     const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int kp = warp % AS_KSPLIT, row0 = blockIdx.y * 32 + (warp / AS_KSPLIT) * 16;
+    const int kp = warp % AS_KSPLIT, row0 = blockIdx.y * (16 * AS_RB) + (warp / AS_KSPLIT) * 16;
     const int share = ((n_k + AS_KSPLIT * 16 - 1) / (AS_KSPLIT * 16)) * 16;
     const int key0 = kp * share, key1 = min(n_k, key0 + share); /* this warp's keys */
     const int kvh = h / group;
@@ -165,40 +168,57 @@ static __global__ void __launch_bounds__(128)
             as_mma(oacc[d], a0, a1, a2, a3, b0, b1);
         }
     }
-    /* the key halves meet: the second warp of a row block leaves (m, l, O) in shared memory
-     * (the K/V copy is no longer read), the first rescales both and writes */
+    /* the key shares meet: warps 1 .. AS_KSPLIT - 1 of a row block leave (m, l, O) in shared
+     * memory (the K/V copy is no longer read), warp 0 rescales them all and writes */
     __syncthreads();
-    float *cmb = (float *)as_sh + (size_t)(warp / AS_KSPLIT) * (HD8 * 4 + 4) * 32 + lane;
-    if (kp == 1) {
+    constexpr int CW = (HD8 * 4 + 4) * 32; /* floats per partial */
+    float *cmb = (float *)as_sh + (size_t)(warp / AS_KSPLIT) * (AS_KSPLIT - 1) * CW + lane;
+    if (kp > 0) {
+        float *o = cmb + (size_t)(kp - 1) * CW;
 #pragma unroll
         for (int d = 0; d < HD8; d++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) cmb[(d * 4 + e) * 32] = oacc[d][e];
-        cmb[(HD8 * 4 + 0) * 32] = m_lo;
-        cmb[(HD8 * 4 + 1) * 32] = m_hi;
-        cmb[(HD8 * 4 + 2) * 32] = l_lo;
-        cmb[(HD8 * 4 + 3) * 32] = l_hi;
+            for (int e = 0; e < 4; e++) o[(d * 4 + e) * 32] = oacc[d][e];
+        o[(HD8 * 4 + 0) * 32] = m_lo;
+        o[(HD8 * 4 + 1) * 32] = m_hi;
+        o[(HD8 * 4 + 2) * 32] = l_lo;
+        o[(HD8 * 4 + 3) * 32] = l_hi;
     }
     __syncthreads();
-    if (kp == 1 || row0 >= n_q) return;
-    const float pm_lo = cmb[(HD8 * 4 + 0) * 32], pm_hi = cmb[(HD8 * 4 + 1) * 32];
-    const float M_lo = fmaxf(m_lo, pm_lo), M_hi = fmaxf(m_hi, pm_hi);
-    const float a_lo = m_lo == -INFINITY ? 0.f : __expf(m_lo - M_lo);
-    const float b_lo = pm_lo == -INFINITY ? 0.f : __expf(pm_lo - M_lo);
-    const float a_hi = m_hi == -INFINITY ? 0.f : __expf(m_hi - M_hi);
-    const float b_hi = pm_hi == -INFINITY ? 0.f : __expf(pm_hi - M_hi);
-    const float L_lo = a_lo * l_lo + b_lo * cmb[(HD8 * 4 + 2) * 32];
-    const float L_hi = a_hi * l_hi + b_hi * cmb[(HD8 * 4 + 3) * 32];
+    if (kp > 0 || row0 >= n_q) return;
+    float M_lo = m_lo, M_hi = m_hi;
+#pragma unroll
+    for (int p = 0; p < AS_KSPLIT - 1; p++) {
+        M_lo = fmaxf(M_lo, cmb[p * CW + (HD8 * 4 + 0) * 32]);
+        M_hi = fmaxf(M_hi, cmb[p * CW + (HD8 * 4 + 1) * 32]);
+    }
+    float w_lo[AS_KSPLIT], w_hi[AS_KSPLIT];
+    w_lo[0] = m_lo == -INFINITY ? 0.f : __expf(m_lo - M_lo);
+    w_hi[0] = m_hi == -INFINITY ? 0.f : __expf(m_hi - M_hi);
+    float L_lo = w_lo[0] * l_lo, L_hi = w_hi[0] * l_hi;
+#pragma unroll
+    for (int p = 0; p < AS_KSPLIT - 1; p++) {
+        float pl = cmb[p * CW + (HD8 * 4 + 0) * 32], ph = cmb[p * CW + (HD8 * 4 + 1) * 32];
+        w_lo[p + 1] = pl == -INFINITY ? 0.f : __expf(pl - M_lo);
+        w_hi[p + 1] = ph == -INFINITY ? 0.f : __expf(ph - M_hi);
+        L_lo += w_lo[p + 1] * cmb[p * CW + (HD8 * 4 + 2) * 32];
+        L_hi += w_hi[p + 1] * cmb[p * CW + (HD8 * 4 + 3) * 32];
+    }
     const float i_lo = L_lo > 0.f ? 1.0f / L_lo : 0.f, i_hi = L_hi > 0.f ? 1.0f / L_hi : 0.f;
 #pragma unroll
     for (int d = 0; d < HD8; d++) {
         int col = h * HD + 8 * d + 2 * t;
-        float o0 = (a_lo * oacc[d][0] + b_lo * cmb[(d * 4 + 0) * 32]) * i_lo;
-        float o1 = (a_lo * oacc[d][1] + b_lo * cmb[(d * 4 + 1) * 32]) * i_lo;
-        float o2 = (a_hi * oacc[d][2] + b_hi * cmb[(d * 4 + 2) * 32]) * i_hi;
-        float o3 = (a_hi * oacc[d][3] + b_hi * cmb[(d * 4 + 3) * 32]) * i_hi;
-        if (r_lo < n_q) *(uint32_t *)(out + (size_t)r_lo * ldo + col) = as_pack(o0, o1);
-        if (r_hi < n_q) *(uint32_t *)(out + (size_t)r_hi * ldo + col) = as_pack(o2, o3);
+        float o[4];
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float a = ((e >> 1) ? w_hi[0] : w_lo[0]) * oacc[d][e];
+#pragma unroll
+            for (int p = 0; p < AS_KSPLIT - 1; p++)
+                a += ((e >> 1) ? w_hi[p + 1] : w_lo[p + 1]) * cmb[p * CW + (d * 4 + e) * 32];
+            o[e] = a * ((e >> 1) ? i_hi : i_lo);
+        }
+        if (r_lo < n_q) *(uint32_t *)(out + (size_t)r_lo * ldo + col) = as_pack(o[0], o[1]);
+        if (r_hi < n_q) *(uint32_t *)(out + (size_t)r_hi * ldo + col) = as_pack(o[2], o[3]);
     }
 }
 
@@ -223,7 +243,7 @@ static size_t as_smem(int hd, int n_k)
 {
     int ks = hd + (((8 - hd) % 64) + 64) % 64;
     size_t kv = (size_t)2 * ((n_k + 15) & ~15) * ks * sizeof(bf16);
-    size_t cmb = (size_t)2 * (hd / 8 * 4 + 4) * 32 * sizeof(float);
+    size_t cmb = (size_t)AS_RB * (AS_KSPLIT - 1) * (hd / 8 * 4 + 4) * 32 * sizeof(float);
     return kv > cmb ? kv : cmb;
 }
 
@@ -256,8 +276,8 @@ int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ld
         ldq % 8 || ldkv % 8 || ldo % 2 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 4)
         return 1;
-    dim3 grid(n_heads, (n_q + 31) / 32);
-    kern<<<grid, 128, smem, s->s>>>((bf16 *)out, ldo, (const bf16 *)q, ldq, (const bf16 *)k,
+    dim3 grid(n_heads, (n_q + 16 * AS_RB - 1) / (16 * AS_RB));
+    kern<<<grid, AS_THREADS, smem, s->s>>>((bf16 *)out, ldo, (const bf16 *)q, ldq, (const bf16 *)k,
                                     (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
                                     limit_rows, limit_keys);
     cudaError_t e = cudaGetLastError();
