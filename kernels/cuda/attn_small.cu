@@ -23,27 +23,13 @@
 #include <stdlib.h>
 
 #include "cuda_impl.h"
+#include "mma.cuh"
 
 #define AS_MAXK 256 /* keys */
 #define AS_KSPLIT 4 /* warps sharing a 16-row block, each over its share of the keys */
 #define AS_RB 2     /* 16-row blocks per CTA */
 #define AS_THREADS (32 * AS_KSPLIT * AS_RB)
 #define AS_HK (AS_MAXK / AS_KSPLIT)
-
-static __device__ __forceinline__ void as_mma(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
-                                              uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-static __device__ __forceinline__ uint32_t as_pack(float lo, float hi)
-{
-    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
-    return *(uint32_t *)&v;
-}
 
 template <int HD8>
 static __global__ void __launch_bounds__(AS_THREADS)
@@ -70,12 +56,8 @@ static __global__ void __launch_bounds__(AS_THREADS)
         int r = i / HD8, c = (i - r * HD8) * 8;
         bf16 *dk = ks + r * KS + c, *dv = vs + r * KS + c;
         if (r < n_k) {
-            unsigned sk = (unsigned)__cvta_generic_to_shared(dk);
-            unsigned sv = (unsigned)__cvta_generic_to_shared(dv);
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sk),
-                         "l"(kh + (size_t)r * ldkv + c));
-            asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sv),
-                         "l"(vh + (size_t)r * ldkv + c));
+            rtv_cp_async16(dk, kh + (size_t)r * ldkv + c);
+            rtv_cp_async16(dv, vh + (size_t)r * ldkv + c);
         } else {
             *(uint4 *)dk = make_uint4(0, 0, 0, 0);
             *(uint4 *)dv = make_uint4(0, 0, 0, 0);
@@ -106,8 +88,8 @@ static __global__ void __launch_bounds__(AS_THREADS)
         for (int c = 0; c < NCH; c++) {
             int col = 32 * c + 8 * t;
             uint4 kf = col < HD ? *(const uint4 *)(kr + col) : make_uint4(0, 0, 0, 0);
-            as_mma(sacc[j], qa[c].x, qb[c].x, qa[c].y, qb[c].y, kf.x, kf.y);
-            as_mma(sacc[j], qa[c].z, qb[c].z, qa[c].w, qb[c].w, kf.z, kf.w);
+            rtv_mma16816(sacc[j], qa[c].x, qb[c].x, qa[c].y, qb[c].y, kf.x, kf.y);
+            rtv_mma16816(sacc[j], qa[c].z, qb[c].z, qa[c].w, qb[c].w, kf.z, kf.w);
         }
     }
 
@@ -155,17 +137,17 @@ static __global__ void __launch_bounds__(AS_THREADS)
 #pragma unroll
     for (int kk = 0; kk < AS_HK / 16; kk++) {
         if (key0 + 16 * kk >= key1) break;
-        uint32_t a0 = as_pack(sacc[2 * kk][0], sacc[2 * kk][1]);
-        uint32_t a1 = as_pack(sacc[2 * kk][2], sacc[2 * kk][3]);
-        uint32_t a2 = as_pack(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
-        uint32_t a3 = as_pack(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
+        uint32_t a0 = rtv_pack_bf16x2(sacc[2 * kk][0], sacc[2 * kk][1]);
+        uint32_t a1 = rtv_pack_bf16x2(sacc[2 * kk][2], sacc[2 * kk][3]);
+        uint32_t a2 = rtv_pack_bf16x2(sacc[2 * kk + 1][0], sacc[2 * kk + 1][1]);
+        uint32_t a3 = rtv_pack_bf16x2(sacc[2 * kk + 1][2], sacc[2 * kk + 1][3]);
 #pragma unroll
         for (int d = 0; d < HD8; d++) {
             uint32_t b0, b1;
             asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
                          : "=r"(b0), "=r"(b1)
                          : "r"(vbase + (unsigned)(((key0 + 16 * kk) * KS + 8 * d) * 2)));
-            as_mma(oacc[d], a0, a1, a2, a3, b0, b1);
+            rtv_mma16816(oacc[d], a0, a1, a2, a3, b0, b1);
         }
     }
     /* the key shares meet: warps 1 .. AS_KSPLIT - 1 of a row block leave (m, l, O) in shared
@@ -217,8 +199,8 @@ static __global__ void __launch_bounds__(AS_THREADS)
                 a += ((e >> 1) ? w_hi[p + 1] : w_lo[p + 1]) * cmb[p * CW + (d * 4 + e) * 32];
             o[e] = a * ((e >> 1) ? i_hi : i_lo);
         }
-        if (r_lo < n_q) *(uint32_t *)(out + (size_t)r_lo * ldo + col) = as_pack(o[0], o[1]);
-        if (r_hi < n_q) *(uint32_t *)(out + (size_t)r_hi * ldo + col) = as_pack(o[2], o[3]);
+        if (r_lo < n_q) *(uint32_t *)(out + (size_t)r_lo * ldo + col) = rtv_pack_bf16x2(o[0], o[1]);
+        if (r_hi < n_q) *(uint32_t *)(out + (size_t)r_hi * ldo + col) = rtv_pack_bf16x2(o[2], o[3]);
     }
 }
 

@@ -61,56 +61,26 @@ static __global__ void rmsnorm_k(bf16 *y, const bf16 *x, const bf16 *w, int dim,
         yr[i] = __float2bfloat16(__bfloat162float(xr[i]) * r * (1.0f + __bfloat162float(w[i])));
 }
 
-/* One warp per row, 16-byte loads (dim % 8 == 0, aligned rows): the action suffix's 51-row
- * norms ran ~6 us as one 256-thread block per row with two block-wide reductions. y may equal
- * x (each lane reads its elements before it writes them). */
-static __global__ void rmsnorm_warp_k(bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim,
-                                      float eps)
-{
-    const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
-    if (row >= rows) return;
-    const uint4 *xr = (const uint4 *)(x + (size_t)row * dim);
-    uint4 *yr = (uint4 *)(y + (size_t)row * dim);
-    const uint4 *wr = (const uint4 *)w;
-    const int nv = dim / 8;
-    float s = 0.0f;
-    for (int i = lane; i < nv; i += 32) {
-        uint4 v = xr[i];
-        const bf16 *e = (const bf16 *)&v;
-        for (int k = 0; k < 8; k++) {
-            float f = __bfloat162float(e[k]);
-            s += f * f;
-        }
-    }
-    for (int o = 16; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
-    const float r = rsqrtf(s / dim + eps);
-    for (int i = lane; i < nv; i += 32) {
-        uint4 v = xr[i], ww = wr[i], o;
-        const bf16 *e = (const bf16 *)&v, *we = (const bf16 *)&ww;
-        bf16 *oe = (bf16 *)&o;
-        for (int k = 0; k < 8; k++)
-            oe[k] = __float2bfloat16(__bfloat162float(e[k]) * r * (1.0f + __bfloat162float(we[k])));
-        yr[i] = o;
-    }
-}
-
-/* The same with the row in registers (dim = 256 CH, CH <= 8): x and w are loaded once, all
- * loads in flight together, so the row costs one memory round trip instead of two dependent
- * loops of them (the expert's 51 x 1024 norms took 4.2 us under ncu in rmsnorm_warp_k). */
+/* One warp per row held in registers (dim % 8 == 0, dim <= 256 CH, 16-byte aligned rows): x and
+ * w are loaded once with all loads in flight together, so a row costs one memory round trip.
+ * ncu put the expert's 51 x 1024 norm at 6 us as a 256-thread block per row and 4.2 us as a
+ * warp per row looping over the row twice; this takes 2.8 us. y may equal x. */
 template <int CH>
 static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim,
                                      float eps)
 {
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
+    const int nv = dim / 8;
     const uint4 *xr = (const uint4 *)(x + (size_t)row * dim);
     uint4 *yr = (uint4 *)(y + (size_t)row * dim);
     const uint4 *wr = (const uint4 *)w;
     uint4 v[CH], ww[CH];
 #pragma unroll
     for (int c = 0; c < CH; c++) {
-        v[c] = xr[lane + 32 * c];
-        ww[c] = __ldg(wr + lane + 32 * c);
+        int i = lane + 32 * c;
+        v[c] = i < nv ? xr[i] : make_uint4(0, 0, 0, 0);
+        ww[c] = i < nv ? __ldg(wr + i) : make_uint4(0, 0, 0, 0);
     }
     float s = 0.0f;
 #pragma unroll
@@ -126,13 +96,15 @@ static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int 
     const float r = rsqrtf(s / dim + eps);
 #pragma unroll
     for (int c = 0; c < CH; c++) {
+        int i = lane + 32 * c;
+        if (i >= nv) continue;
         uint4 o;
         const bf16 *e = (const bf16 *)&v[c], *we = (const bf16 *)&ww[c];
         bf16 *oe = (bf16 *)&o;
 #pragma unroll
         for (int k = 0; k < 8; k++)
             oe[k] = __float2bfloat16(__bfloat162float(e[k]) * r * (1.0f + __bfloat162float(we[k])));
-        yr[lane + 32 * c] = o;
+        yr[i] = o;
     }
 }
 
@@ -227,10 +199,9 @@ int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int r
                      float eps)
 {
     if (rows <= 0 || dim <= 0) return rtv_fail(RTV_E_ARG, "rmsnorm: rows=%d dim=%d", rows, dim);
-    const bool vec = dim % 8 == 0 && !(((uintptr_t)y | (uintptr_t)x | (uintptr_t)w) & 15);
-    if (vec && dim % 256 == 0 && dim <= 2048) {
+    if (dim % 8 == 0 && dim <= 2048 && !(((uintptr_t)y | (uintptr_t)x | (uintptr_t)w) & 15)) {
         void (*k)(bf16 *, const bf16 *, const bf16 *, int, int, float);
-        switch (dim / 256) {
+        switch ((dim + 255) / 256) {
         case 1: k = rmsnorm_reg_k<1>; break;
         case 2: k = rmsnorm_reg_k<2>; break;
         case 3: k = rmsnorm_reg_k<3>; break;
@@ -242,12 +213,6 @@ int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int r
         }
         k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w, rows,
                                                dim, eps);
-        LAUNCH_CHECK("rmsnorm");
-        return RTV_OK;
-    }
-    if (vec) {
-        rmsnorm_warp_k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x,
-                                                            (const bf16 *)w, rows, dim, eps);
         LAUNCH_CHECK("rmsnorm");
         return RTV_OK;
     }

@@ -37,6 +37,7 @@
 #include <cooperative_groups.h>
 
 #include "cuda_impl.h"
+#include "mma.cuh"
 #include "tune.h"
 
 namespace cg = cooperative_groups;
@@ -60,21 +61,6 @@ static __device__ __forceinline__ uint4 ld_stream(const bf16 *p)
     return r;
 }
 
-static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
-}
-
-static __device__ __forceinline__ void mma16816(float *c, uint32_t a0, uint32_t a1, uint32_t a2,
-                                                uint32_t a3, uint32_t b0, uint32_t b1)
-{
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
-                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
-                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
 static __device__ __forceinline__ float sk_gelu(float x)
 {
     const float k0 = 0.7978845608028654f, k1 = 0.044715f;
@@ -94,13 +80,13 @@ static __device__ __forceinline__ void sk_chunk(float (*acc)[NT][4], const uint4
     for (int j = 0; j < NT; j++) xv[j] = *(const uint4 *)(xs + (size_t)(8 * j + g) * SX + kl + 8 * t);
 #pragma unroll
     for (int j = 0; j < NT; j++) {
-        mma16816(acc[0][j], w4[0].x, w4[1].x, w4[0].y, w4[1].y, xv[j].x, xv[j].y);
-        mma16816(acc[1][j], w4[2].x, w4[3].x, w4[2].y, w4[3].y, xv[j].x, xv[j].y);
+        rtv_mma16816(acc[0][j], w4[0].x, w4[1].x, w4[0].y, w4[1].y, xv[j].x, xv[j].y);
+        rtv_mma16816(acc[1][j], w4[2].x, w4[3].x, w4[2].y, w4[3].y, xv[j].x, xv[j].y);
     }
 #pragma unroll
     for (int j = 0; j < NT; j++) {
-        mma16816(acc[0][j], w4[0].z, w4[1].z, w4[0].w, w4[1].w, xv[j].z, xv[j].w);
-        mma16816(acc[1][j], w4[2].z, w4[3].z, w4[2].w, w4[3].w, xv[j].z, xv[j].w);
+        rtv_mma16816(acc[0][j], w4[0].z, w4[1].z, w4[0].w, w4[1].w, xv[j].z, xv[j].w);
+        rtv_mma16816(acc[1][j], w4[2].z, w4[3].z, w4[2].w, w4[3].w, xv[j].z, xv[j].w);
     }
 }
 
@@ -174,7 +160,7 @@ static __global__ void __launch_bounds__(WN *WK * 32) skinny_k(sk_args a)
     for (int i = tid; i < NT * 8 * c8n; i += blockDim.x) {
         int r = i / c8n, c = i - r * c8n;
         bf16 *d = xs + (size_t)r * SX + c * 8;
-        if (r < a.M) cp_async16(d, a.x + (size_t)r * a.ldx + kb + c * 8);
+        if (r < a.M) rtv_cp_async16(d, a.x + (size_t)r * a.ldx + kb + c * 8);
         else *(uint4 *)d = make_uint4(0, 0, 0, 0);
     }
     asm volatile("cp.async.wait_all;" ::: "memory");

@@ -1,0 +1,38 @@
+/* kernels/cuda/mma.cuh — the warp-level matrix pieces shared by the hand-written tensor-core
+ * kernels (skinny.cu, attn_small.cu): sm_80+ PTX, nothing Hopper-only.
+ *
+ * mma.sync m16n8k16, bf16 inputs, fp32 accumulators (PTX ISA fragment layouts; g = lane / 4,
+ * t = lane % 4): A {a0..a3} = (row g, k 2t..2t+1), (row g+8, k 2t..), (row g, k 2t+8..),
+ * (row g+8, k 2t+8..); B {b0, b1} = (k 2t..2t+1, col g), (k 2t+8.., col g); C {c0..c3} =
+ * (row g, cols 2t, 2t+1), (row g+8, cols 2t, 2t+1). */
+#ifndef RTV_CUDA_MMA_CUH
+#define RTV_CUDA_MMA_CUH
+
+#include "cuda_impl.h"
+
+/* c += a . b */
+static __device__ __forceinline__ void rtv_mma16816(float *c, uint32_t a0, uint32_t a1,
+                                                    uint32_t a2, uint32_t a3, uint32_t b0,
+                                                    uint32_t b1)
+{
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, "
+                 "{%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                 : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* Two floats as one bf16x2 register (round to nearest even), lo in the low half. */
+static __device__ __forceinline__ uint32_t rtv_pack_bf16x2(float lo, float hi)
+{
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *(uint32_t *)&v;
+}
+
+/* 16 bytes global -> shared, asynchronous (cp.async.cg: bypasses L1). */
+static __device__ __forceinline__ void rtv_cp_async16(void *smem, const void *gmem)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
+}
+
+#endif
