@@ -47,11 +47,13 @@ struct rtv_stream {
     int capturing;
     int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
     int dev_sms;                /* SMs of the device */
+    /* skinny GEMM (skinny.cu): on/off and tuning (tune.h), clusters, shared memory limit,
+     * registers of each kernel (NT, WN/2-1, WK-1) */
     int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
-    int sk_regs[8][2][2];        /* registers of each skinny kernel (NT, WN/2-1, WK-1) */
+    int sk_regs[8][2][2];
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
-    int pdl;                    /* programmatic dependent launch (sm_90+, RTV_PDL=0: off) */ /* skinny GEMM: on/off and tuning (tune.h) */
+    int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };

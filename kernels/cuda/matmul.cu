@@ -2,9 +2,11 @@
  *
  * Row-major y = x.w^T is column-major y^T = w . x^T: A = w (K x N col-major, transposed),
  * B = x (K x M col-major, ld = ldx), C = D = y (N x M col-major, ld = ldy). bf16 in and out,
- * fp32 accumulation (CUBLAS_COMPUTE_32F). Bias rides the BIAS epilogue; RTV_MM_ACCUM is
- * beta = 1 (residual add in the GEMM); GELU-tanh and SiLU run as one elementwise pass after
- * the GEMM (cuBLASLt has no SiLU epilogue, and its GELU is not documented as the tanh form).
+ * fp32 accumulation (CUBLAS_COMPUTE_32F). Bias and GELU ride the BIAS / GELU(_BIAS) epilogues
+ * (cuBLASLt's GELU is the tanh form: checked value by value, tests/cuda/test_cuda_ops.c
+ * t_gelu_exact; RTV_LT_GELU=0 runs it as a pass instead); RTV_MM_ACCUM is beta = 1 (residual
+ * add in the GEMM); SiLU runs as one elementwise pass after the GEMM (no cuBLASLt epilogue).
+ * M <= 64 goes to the few-row kernel first when it is switched on (skinny.cu, opt-in).
  * Plans (descriptors + heuristic algo) are cached per stream by shape, so repeated calls and
  * graph capture cost no heuristic search. */
 #include <string.h>

@@ -353,8 +353,6 @@ int rtv_cuda_skinny_init(rtv_stream *s)
     s->sk_mode = e && e[0] == '1' ? 1 : 0; /* opt-in: slower than cuBLASLt at M = 50 (README) */
     s->sk_wk = 0;
     s->sk_target_pct = 0;
-    e = getenv("RTV_LT_GELU");
-    s->lt_gelu = !(e && e[0] == '0');
     e = getenv("RTV_PDL");
     s->pdl = major >= 9 && !(e && e[0] == '0');
     e = getenv("RTV_SKINNY_CLUSTER");
