@@ -52,6 +52,7 @@ struct rtv_stream {
     int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
     int sk_regs[8][2][2];
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
+    int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */

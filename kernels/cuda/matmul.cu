@@ -40,7 +40,7 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
                                      : ((epi & 1) ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_DEFAULT);
     cudaDataType_t bias_t = CUDA_R_16BF;
     cublasLtMatmulPreference_t pref = NULL;
-    cublasLtMatmulHeuristicResult_t res;
+    cublasLtMatmulHeuristicResult_t res[8];
     int n_res = 0;
 #define LT(call)                                                                              \
     do {                                                                                      \
@@ -68,15 +68,16 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     LT(cublasLtMatmulPreferenceCreate(&pref));
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                             &s->lt_ws_bytes, sizeof(s->lt_ws_bytes)));
-    LT(cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->a, p->b, p->c, p->c, pref, 1, &res,
-                                      &n_res));
+    LT(cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->a, p->b, p->c, p->c, pref,
+                                      s->lt_algo > 0 ? 8 : 1, res, &n_res));
     cublasLtMatmulPreferenceDestroy(pref);
     pref = NULL;
     if (n_res < 1) {
         *st = rtv_fail(RTV_E_UNSUPPORTED, "cuBLASLt: no algorithm for M=%d N=%d K=%d", M, N, K);
         goto fail;
     }
-    p->algo = res.algo;
+    /* s->lt_algo (tune.h, benchmarks only): the heuristic's i-th choice instead of its first */
+    p->algo = res[s->lt_algo < n_res ? s->lt_algo : n_res - 1].algo;
     p->M = M; p->N = N; p->K = K; p->ldx = ldx; p->ldy = ldy; p->epi = epi; p->beta1 = beta1;
     p->valid = 1;
     return p;
@@ -89,6 +90,21 @@ fail:
     memset(p, 0, sizeof(*p));
     return NULL;
 #undef LT
+}
+
+extern "C" int rtv_cuda_lt_algo(rtv_stream *s, int index)
+{
+    for (int i = 0; i < RTV_CUDA_LT_CACHE; i++) {
+        struct rtv_lt_plan *p = &s->plans[i];
+        if (!p->valid) continue;
+        cublasLtMatrixLayoutDestroy(p->a);
+        cublasLtMatrixLayoutDestroy(p->b);
+        cublasLtMatrixLayoutDestroy(p->c);
+        cublasLtMatmulDescDestroy(p->desc);
+        memset(p, 0, sizeof(*p));
+    }
+    s->lt_algo = index < 0 ? 0 : index > 7 ? 7 : index;
+    return RTV_OK;
 }
 
 int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,

@@ -13,6 +13,9 @@ struct rtv_stream;
  * for new streams). wk: warps splitting K inside a CTA (0 = automatic, 1 or 2); target_pct:
  * grid size aimed at, in percent of the stream's SMs (0 = 100). */
 void rtv_cuda_matmul_tune(struct rtv_stream *s, int mode, int wk, int target_pct);
+/* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
+ * default) from now on; cached plans are dropped. */
+int rtv_cuda_lt_algo(struct rtv_stream *s, int index);
 
 #ifdef __cplusplus
 }

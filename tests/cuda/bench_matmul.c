@@ -57,12 +57,18 @@ int main(int argc, char **argv)
         { "gate_up", 51, 8192, 1024, 0, 0 },      { "down+res", 51, 1024, 4096, RTV_MM_ACCUM, 0 },
         { "mlp_in silu", 50, 1024, 1024, RTV_MM_SILU, 1 }, { "act_out", 50, 32, 1024, 0, 1 },
         { "qkv M=8", 8, 2560, 1024, 0, 0 },
+        /* SigLIP (2 views of 256 tokens) and the prefix: cuBLASLt's candidates */
+        { "v.qkv", 512, 3456, 1152, 0, 1 },        { "v.o+res", 512, 1152, 1152, RTV_MM_ACCUM, 1 },
+        { "v.fc1 gelu", 512, 4304, 1152, RTV_MM_GELU, 1 }, { "v.fc2+res", 512, 1152, 4304, RTV_MM_ACCUM, 1 },
+        { "p.qkv", 512, 2560, 2048, 0, 0 },        { "p.o+res", 512, 2048, 2048, RTV_MM_ACCUM, 0 },
     };
     variant va[] = { { "cublasLt", 0, 0, 0 }, { "skinny auto", 1, 0, 0 },
                      { "sk wk1 50%", 1, 1, 50 }, { "sk wk1 100%", 1, 1, 100 },
                      { "sk wk1 200%", 1, 1, 200 }, { "sk wk2 100%", 1, 2, 100 },
                      { "sk wk2 200%", 1, 2, 200 }, { "sk wk1 400%", 1, 1, 400 },
-                     { "sk wk1 nosplit", 1, 1, 1 }, { "sk wk2 nosplit", 1, 2, 1 } };
+                     { "sk wk1 nosplit", 1, 1, 1 }, { "sk wk2 nosplit", 1, 2, 1 },
+                     { "lt algo 1", -1, 1, 0 }, { "lt algo 2", -1, 2, 0 }, { "lt algo 3", -1, 3, 0 },
+                     { "lt algo 4", -1, 4, 0 }, { "lt algo 5", -1, 5, 0 } };
     const int NV = sizeof(va) / sizeof(va[0]), L = 64;
     { /* the floor: a graph of tiny kernels (axpy on 64 elements) */
         void *v, *graph = NULL;
@@ -110,7 +116,14 @@ int main(int argc, char **argv)
             DIE("inputs");
         for (int v = 0; v < NV; v++) {
             if (v && only_var && strcmp(only_var, va[v].name)) continue;
-            rtv_cuda_matmul_tune(S, va[v].mode, va[v].wk, va[v].pct);
+            if (s.M > 64 && va[v].mode > 0) continue; /* the few-row kernel does not take it */
+            if (va[v].mode < 0) { /* cuBLASLt's wk-th candidate */
+                rtv_cuda_matmul_tune(S, 0, 0, 0);
+                rtv_cuda_lt_algo(S, va[v].wk);
+            } else {
+                rtv_cuda_lt_algo(S, 0);
+                rtv_cuda_matmul_tune(S, va[v].mode, va[v].wk, va[v].pct);
+            }
             /* correctness: one launch from y0 */
             if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
                 G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M, s.N, s.K, s.flags) ||
