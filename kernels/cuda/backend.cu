@@ -69,14 +69,7 @@ extern "C" void rtv_cuda_split_pop(void);
 static void cuda_stream_free(rtv_stream *s)
 {
     if (!s) return;
-    for (int i = 0; i < RTV_CUDA_LT_CACHE; i++) {
-        struct rtv_lt_plan *p = &s->plans[i];
-        if (!p->valid) continue;
-        cublasLtMatrixLayoutDestroy(p->a);
-        cublasLtMatrixLayoutDestroy(p->b);
-        cublasLtMatrixLayoutDestroy(p->c);
-        cublasLtMatmulDescDestroy(p->desc);
-    }
+    rtv_cuda_plans_free(s);
     if (s->blas) cublasDestroy(s->blas);
     if (s->lt) cublasLtDestroy(s->lt);
     cudaFree(s->blas_ws);

@@ -85,6 +85,8 @@ static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b -
 /* Launchers (one per op; same arguments as the rtv_backend entries). */
 int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags);
+/* Destroys the stream's cached cuBLASLt plans (matmul.cu). */
+void rtv_cuda_plans_free(rtv_stream *s);
 /* The few-row GEMM (skinny.cu): returns 1 when the shape is not its, else 0 with *st set. */
 int rtv_cuda_skinny(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags, int *st);

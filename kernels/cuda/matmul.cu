@@ -92,7 +92,7 @@ fail:
 #undef LT
 }
 
-extern "C" int rtv_cuda_lt_algo(rtv_stream *s, int index)
+void rtv_cuda_plans_free(rtv_stream *s)
 {
     for (int i = 0; i < RTV_CUDA_LT_CACHE; i++) {
         struct rtv_lt_plan *p = &s->plans[i];
@@ -103,6 +103,11 @@ extern "C" int rtv_cuda_lt_algo(rtv_stream *s, int index)
         cublasLtMatmulDescDestroy(p->desc);
         memset(p, 0, sizeof(*p));
     }
+}
+
+extern "C" int rtv_cuda_lt_algo(rtv_stream *s, int index)
+{
+    rtv_cuda_plans_free(s);
     s->lt_algo = index < 0 ? 0 : index > 7 ? 7 : index;
     return RTV_OK;
 }

@@ -48,6 +48,10 @@ typedef struct { const char *name; int mode, wk, pct; } variant;
 int main(int argc, char **argv)
 {
     int reps = argc > 1 ? atoi(argv[1]) : 15;
+    if (reps < 1 || reps > 64) {
+        fprintf(stderr, "bench_matmul: reps must be 1..64, got '%s'\n", argv[1]);
+        return 2;
+    }
     const char *only_shape = argc > 2 ? argv[2] : NULL, *only_var = argc > 3 ? argv[3] : NULL;
     G = rtv_backend_cuda();
     if (!G) { printf("no CUDA device\n"); return 77; }
