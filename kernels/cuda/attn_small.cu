@@ -234,8 +234,7 @@ int rtv_cuda_attn_small_init(rtv_stream *s)
     int dev = 0, optin = 0;
     CU_TRY(cudaGetDevice(&dev));
     CU_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
-    const char *e = getenv("RTV_FUSED_ATTN");
-    s->attn_small = !(e && e[0] == '0');
+    s->attn_small = rtv_cuda_env_switch("RTV_FUSED_ATTN", 1);
     s->attn_small_smem = optin;
     const int hds[] = { 16, 32, 64, 72, 128 };
     for (int i = 0; i < 5; i++) {

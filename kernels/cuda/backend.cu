@@ -50,13 +50,6 @@ static size_t env_mb(const char *name, size_t def_mb)
     return (size_t)(mb > 0 ? mb : (long)def_mb) << 20;
 }
 
-/* Switches that default to on: off only when the variable starts with '0'. */
-static int env_on(const char *name)
-{
-    const char *v = getenv(name);
-    return !(v && v[0] == '0');
-}
-
 /* Stream creation hook: the SM-split code (split.cu) installs a function that returns the
  * cudaStream_t for the calling thread's side and that side's SM count; NULL means an ordinary
  * non-blocking stream on the whole GPU. */
@@ -122,7 +115,7 @@ static int cuda_stream_new(rtv_stream **out)
         pushed = 0;
     }
     s->sm_count = sms;
-    s->lt_gelu = env_on("RTV_LT_GELU");
+    s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s))) goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||

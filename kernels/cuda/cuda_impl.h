@@ -16,6 +16,7 @@
 #include <cuda_runtime.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 extern "C" {
 #include "kernels/backend.h"
@@ -79,6 +80,21 @@ int rtv_cublas_fail(int st, const char *what, const char *file, int line);
 static inline void rtv_cuda_scratch_begin(rtv_stream *s) { s->scratch_used = 0; }
 void *rtv_cuda_scratch(rtv_stream *s, size_t bytes);
 void *rtv_cuda_staging(rtv_stream *s, size_t bytes);
+
+/* GELU, tanh form (gelu_pytorch_tanh), in fp32: the elementwise pass and GEMM epilogues. */
+static __device__ __forceinline__ float rtv_gelu_tanh(float x)
+{
+    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
+    return 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x)));
+}
+
+/* An on/off environment switch read at stream creation: '0...' is off, '1...' is on, anything
+ * else (or unset) is def. */
+static inline int rtv_cuda_env_switch(const char *name, int def)
+{
+    const char *v = getenv(name);
+    return v && v[0] == '0' ? 0 : v && v[0] == '1' ? 1 : def;
+}
 
 static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 

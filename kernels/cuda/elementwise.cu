@@ -4,12 +4,6 @@
  * Grid-stride-free: one thread per output element (sizes here are at most a few million). */
 #include "cuda_impl.h"
 
-static __device__ __forceinline__ float gelu_tanh(float x)
-{
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x)));
-}
-
 static __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
 static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
@@ -19,7 +13,7 @@ static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
     size_t r = t / ff, j = t % ff;
     float g = __bfloat162float(gu[r * 2 * ff + j]);
     float u = __bfloat162float(gu[r * 2 * ff + ff + j]);
-    y[t] = __float2bfloat16(gelu_tanh(g) * u);
+    y[t] = __float2bfloat16(rtv_gelu_tanh(g) * u);
 }
 
 /* 8 outputs per thread, 16-byte loads and stores (ff % 8 == 0, aligned): the prefix's
@@ -36,7 +30,7 @@ static __global__ void geglu8_k(bf16 *y, const bf16 *gu, int rows, int ff)
     bf16 *o = (bf16 *)&o4;
 #pragma unroll
     for (int k = 0; k < 8; k++)
-        o[k] = __float2bfloat16(gelu_tanh(__bfloat162float(g[k])) * __bfloat162float(u[k]));
+        o[k] = __float2bfloat16(rtv_gelu_tanh(__bfloat162float(g[k])) * __bfloat162float(u[k]));
     *(uint4 *)(y + r * ff + j) = o4;
 }
 
@@ -46,7 +40,7 @@ static __global__ void act_k(bf16 *y, int ld, int rows, int cols, int silu_not_g
     if (t >= (size_t)rows * cols) return;
     bf16 *p = y + (t / cols) * ld + t % cols;
     float v = __bfloat162float(*p);
-    *p = __float2bfloat16(silu_not_gelu ? silu(v) : gelu_tanh(v));
+    *p = __float2bfloat16(silu_not_gelu ? silu(v) : rtv_gelu_tanh(v));
 }
 
 static __global__ void add_rows_k(bf16 *y, const bf16 *w, int rows, int dim, int period)

@@ -61,12 +61,6 @@ static __device__ __forceinline__ uint4 ld_stream(const bf16 *p)
     return r;
 }
 
-static __device__ __forceinline__ float sk_gelu(float x)
-{
-    const float k0 = 0.7978845608028654f, k1 = 0.044715f;
-    return 0.5f * x * (1.0f + tanhf(k0 * (x + k1 * x * x * x)));
-}
-
 /* One K chunk (32 wide) of a warp: weights w4[0..3] = rows g, g+8, g+16, g+24 at K offset
  * 8t of the chunk; activations from shared memory at column kl (+8t). */
 template <int NT>
@@ -299,7 +293,7 @@ static __global__ void __launch_bounds__(WN *WK * 32) skinny_k(sk_args a)
 #pragma unroll
         for (int k = 0; k < 8; k++) {
             float z = v[k] + bv[k];
-            if (a.flags & RTV_MM_GELU) z = sk_gelu(z);
+            if (a.flags & RTV_MM_GELU) z = rtv_gelu_tanh(z);
             else if (a.flags & RTV_MM_SILU) z = z / (1.0f + __expf(-z));
             if (a.flags & RTV_MM_ACCUM) z += __bfloat162float(yb[k]);
             ob[k] = __float2bfloat16(z);
@@ -349,14 +343,11 @@ int rtv_cuda_skinny_init(rtv_stream *s)
     CU_TRY(cudaDeviceGetAttribute(&smem_optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     s->dev_sms = sms;
     s->sk_smem_max = smem_optin - 1024; /* headroom for the kernels' static shared memory */
-    const char *e = getenv("RTV_SKINNY");
-    s->sk_mode = e && e[0] == '1' ? 1 : 0; /* opt-in: slower than cuBLASLt at M = 50 (README) */
+    s->sk_mode = rtv_cuda_env_switch("RTV_SKINNY", 0); /* opt-in: slower than cuBLASLt at M = 50 */
     s->sk_wk = 0;
     s->sk_target_pct = 0;
-    e = getenv("RTV_PDL");
-    s->pdl = major >= 9 && !(e && e[0] == '0');
-    e = getenv("RTV_SKINNY_CLUSTER");
-    s->sk_cluster = major >= 9 && !(e && e[0] == '0');
+    s->pdl = major >= 9 && rtv_cuda_env_switch("RTV_PDL", 1);
+    s->sk_cluster = major >= 9 && rtv_cuda_env_switch("RTV_SKINNY_CLUSTER", 1);
     CU_TRY(cudaMalloc((void **)&s->sk_cnt, RTV_SK_TILES * sizeof(int)));
     CU_TRY(cudaMemset(s->sk_cnt, 0, RTV_SK_TILES * sizeof(int)));
     for (int nt = 1; nt <= 8; nt++)
