@@ -72,6 +72,12 @@ static void sleep_until(int64_t t_ns)
 
 const char *rtv_camera_name(const rtv_camera *c) { return c ? c->cfg.name : "(null)"; }
 
+void *rtv_camera_buffer(rtv_camera *c, size_t *bytes)
+{
+    *bytes = 3 * (size_t)c->slot.h * (size_t)c->slot.stride;
+    return c->slot.pixels;
+}
+
 static void record_error(rtv_camera *c, const char *msg)
 {
     atomic_fetch_add_explicit(&c->errors, 1, memory_order_relaxed);

@@ -73,6 +73,10 @@ void rtv_camera_free(rtv_camera *c);
  * lock shared with the capture thread's error path (never with the reader). */
 void rtv_camera_get_stats(rtv_camera *c, rtv_camera_stats *out);
 const char *rtv_camera_name(const rtv_camera *c);
+/* The memory every frame rtv_camera_latest_rt() hands out lies in (the frame slot's buffers),
+ * for page-locking it once (rtv_backend.host_pin); *bytes gets its size. Fixed from
+ * rtv_camera_open() to rtv_camera_free(). */
+void *rtv_camera_buffer(rtv_camera *c, size_t *bytes);
 
 /* `rtvla check`: lists V4L2 devices (driver, card, bus, stable /dev/v4l/by-id names, formats
  * with sizes and frame rates), checks each configured camera (device present, read/write

@@ -131,6 +131,14 @@ typedef struct rtv_backend {
     int (*graph_launch)(rtv_stream *s, void *graph);
     void (*graph_free)(void *graph);
 
+    /* ---- host memory the device copies from (NULL where copies need nothing) ---- */
+    /* Page-locks [p, p + bytes) of ordinary host memory that preprocess() will read from
+     * (camera frame buffers): the frame's copy to the device becomes one DMA straight from it,
+     * with no copy into staging memory on the calling thread. host_unpin(p) before the memory
+     * is freed. Init time only. */
+    int (*host_pin)(void *p, size_t bytes);
+    void (*host_unpin)(void *p);
+
     /* ---- device memory in use and total, whole device (NULL on the CPU backend) ---- */
     int (*mem_info)(size_t *used, size_t *total);
 } rtv_backend;

@@ -191,6 +191,7 @@ int rtv_bench_model(int argc, char **argv)
     rtv_act_ctx *ac = NULL;
     rtv_features *f = NULL;
     uint8_t *px = NULL;
+    void *pinned = NULL;
     double *samples = NULL;
     float *out = NULL;
     int64_t t_load = now_ns();
@@ -219,6 +220,17 @@ int rtv_bench_model(int argc, char **argv)
         for (int i = 0; i < W * Hh * 3; i++)
             q[i] = (uint8_t)((i * 7 + v * 31 + (i / (W * 3)) * 3) & 255);
         frames[v] = (rtv_frame){.rgb = q, .w = W, .h = Hh, .stride = 3 * W};
+    }
+    /* as the runtime does with its camera buffers: frames reach the device by one DMA
+     * (RTV_PIN_FRAMES=0: through the staging copy, for comparison) */
+    const char *pin_env = getenv("RTV_PIN_FRAMES");
+    if (p->b->host_pin && !(pin_env && pin_env[0] == '0')) {
+        if (p->b->host_pin(px, (size_t)W * Hh * 3 * nv)) {
+            fprintf(stderr, "rtvla bench model: %s\n", rtv_last_error());
+            free(histf);
+            goto done;
+        }
+        pinned = px;
     }
     float state[RTV_MAX_DOF] = {0};
     if (rtv_vl_ctx_new(p, &vl) || rtv_act_ctx_new(p, &ac) || rtv_features_new(p, &f) ||
@@ -332,6 +344,7 @@ int rtv_bench_model(int argc, char **argv)
     }
     ret = 0;
 done:
+    if (pinned) p->b->host_unpin(pinned);
     free(px);
     free(samples);
     free(out);

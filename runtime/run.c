@@ -310,7 +310,10 @@ static int alloc_buffers(rtv_run *r)
 
 static void free_run(rtv_run *r)
 {
-    for (int i = 0; i < r->n_cams; i++) rtv_camera_free(r->cams[i]);
+    for (int i = 0; i < r->n_cams; i++) {
+        if (r->cam_pinned[i]) r->b->host_unpin(r->cam_pinned[i]);
+        rtv_camera_free(r->cams[i]);
+    }
     for (int i = 0; i < 3; i++) {
         free(r->chunk_slot[i].act);
         free(r->state_slot[i].hist);
@@ -425,6 +428,7 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
         rtv_fail_prefix(st, "%s: model.backend", cfg->path);
         goto out;
     }
+    r->b = b;
     if (!strcmp(cfg->model.backend, "cuda")) {
         /* The SM split comes before any stream exists (kernels/gpu_split.h). */
         rtv_gpu_split sp;
@@ -491,6 +495,15 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
     /* cameras */
     for (int i = 0; i < r->n_cams; i++) {
         if ((st = rtv_camera_open(&r->cams[i], &cfg->cameras[i]))) goto out;
+        if (b->host_pin) { /* frames reach the GPU by one DMA from the camera's buffers */
+            size_t bytes = 0;
+            void *buf = rtv_camera_buffer(r->cams[i], &bytes);
+            if ((st = b->host_pin(buf, bytes))) {
+                rtv_fail_prefix(st, "camera %s", rtv_camera_name(r->cams[i]));
+                goto out;
+            }
+            r->cam_pinned[i] = buf;
+        }
         if ((st = rtv_camera_start(r->cams[i]))) goto out;
     }
 

@@ -59,6 +59,8 @@ struct rtv_run {
     struct rtv_features *feat[3];
     struct rtv_robot *robot;
     struct rtv_camera *cams[RTV_MAX_CAMERAS];
+    void *cam_pinned[RTV_MAX_CAMERAS]; /* camera buffers page-locked by the backend (host_pin) */
+    const struct rtv_backend *b;       /* the model's backend (for host_unpin at the end) */
     rtv_telemetry *tel;
     rtv_tel_ring *ring_vl, *ring_act, *ring_ctrl;
 

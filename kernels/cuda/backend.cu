@@ -243,6 +243,21 @@ static void cuda_graph_free(void *graph)
     if (graph) cudaGraphExecDestroy((cudaGraphExec_t)graph);
 }
 
+static int cuda_host_pin(void *p, size_t bytes)
+{
+    if (!p || !bytes) return rtv_fail(RTV_E_ARG, "CUDA host_pin: empty range");
+    cudaError_t e = cudaHostRegister(p, bytes, cudaHostRegisterDefault);
+    if (e != cudaSuccess)
+        return rtv_fail(RTV_E_DEVICE, "CUDA: cannot page-lock %.1f MiB of host memory for "
+                        "frame copies: %s", bytes / 1048576.0, cudaGetErrorString(e));
+    return RTV_OK;
+}
+
+static void cuda_host_unpin(void *p)
+{
+    if (p) cudaHostUnregister(p);
+}
+
 static int cuda_mem_info(size_t *used, size_t *total)
 {
     size_t fr = 0, tot = 0;
@@ -292,6 +307,8 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         b.graph_launch = cuda_graph_launch;
         b.graph_free = cuda_graph_free;
         b.mem_info = cuda_mem_info;
+        b.host_pin = cuda_host_pin;
+        b.host_unpin = cuda_host_unpin;
         rtv_cuda_prof_install(&b);
         cuda_backend = b;
     }
