@@ -100,6 +100,14 @@ typedef struct rtv_backend {
                      const void *k1, const void *v1, int ld1, int n1,
                      int n_q, int n_heads, int n_kv_heads, int head_dim, float scale,
                      int limit_rows, int limit_keys);
+    /* Optional (NULL: call attention() nb times): nb independent attentions of one shape, one
+     * key segment each, no limit rule; attention i reads q + i*sq, k + i*skv, v + i*skv and
+     * writes out + i*so (offsets in elements). SigLIP's views: one launch instead of one per
+     * view. */
+    int (*attention_batch)(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
+                           int ldq, size_t sq, const void *k, const void *v, int ldkv,
+                           size_t skv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                           int head_dim, float scale);
     /* GeGLU: y[r, j] = gelu_tanh(gu[r, j]) * gu[r, ff + j]; gu is [rows, 2*ff], y [rows, ff]. */
     int (*geglu)(rtv_stream *s, void *y, const void *gu, int rows, int ff);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position

@@ -32,7 +32,15 @@ int rtv_siglip_forward(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int nv
             return st;
         if ((st = b->matmul(s, ws->vqkv, 3 * W, ws->vn, W, L->qkv_w, L->qkv_b, n, 3 * W, W, 0)))
             return st;
-        for (int v = 0; v < nv; v++) {
+        if (b->attention_batch) {
+            if ((st = b->attention_batch(s, nv, ws->vatt, W, (size_t)T * W, ws->vqkv, 3 * W,
+                                         (size_t)T * 3 * W, rtv_cact_at(b, ws->vqkv, W),
+                                         rtv_cact_at(b, ws->vqkv, 2 * W), 3 * W,
+                                         (size_t)T * 3 * W, T, T, c->vis_heads, c->vis_heads,
+                                         hd, scale)))
+                return st;
+        }
+        for (int v = 0; v < nv && !b->attention_batch; v++) {
             const void *q = rtv_act_at(b, ws->vqkv, (size_t)v * T * 3 * W);
             if ((st = b->attention(s, rtv_act_at(b, ws->vatt, (size_t)v * T * W), W, q, 3 * W,
                                    rtv_cact_at(b, q, W), rtv_cact_at(b, q, 2 * W), 3 * W, T,

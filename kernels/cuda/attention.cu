@@ -194,3 +194,24 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
     LAUNCH_CHECK("attention out");
     return RTV_OK;
 }
+
+int rtv_cuda_attention_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
+                             int ldq, size_t sq, const void *k, const void *v, int ldkv,
+                             size_t skv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                             int head_dim, float scale)
+{
+    if (nb < 1) return rtv_fail(RTV_E_ARG, "attention_batch: %d attentions", nb);
+    int st;
+    if (n_q > 0 && n_k > 0 && n_heads > 0 && n_kv_heads > 0 && n_heads % n_kv_heads == 0 &&
+        ldq >= n_heads * head_dim && ldo >= n_heads * head_dim && ldkv >= n_kv_heads * head_dim &&
+        !rtv_cuda_attn_small_batch(s, nb, out, ldo, so, q, ldq, sq, k, v, ldkv, skv, n_k, n_q,
+                                   n_heads, n_kv_heads, head_dim, scale, 0, 0, &st))
+        return st;
+    for (int i = 0; i < nb; i++) /* the general path, one attention at a time */
+        if ((st = rtv_cuda_attention(s, (bf16 *)out + i * so, ldo, (const bf16 *)q + i * sq, ldq,
+                                     (const bf16 *)k + i * skv, (const bf16 *)v + i * skv, ldkv,
+                                     n_k, NULL, NULL, 0, 0, n_q, n_heads, n_kv_heads, head_dim,
+                                     scale, 0, 0)))
+            return st;
+    return RTV_OK;
+}

@@ -35,8 +35,13 @@ template <int HD8>
 static __global__ void __launch_bounds__(AS_THREADS)
     attn_small_k(bf16 *out, int ldo, const bf16 *q, int ldq, const bf16 *k, const bf16 *v,
                  int ldkv, int n_k, int n_q, int group, float scale, int limit_rows,
-                 int limit_keys)
+                 int limit_keys, size_t so, size_t sq, size_t skv)
 {
+    /* attention blockIdx.z of a batch (attention_batch) */
+    out += blockIdx.z * so;
+    q += blockIdx.z * sq;
+    k += blockIdx.z * skv;
+    v += blockIdx.z * skv;
     constexpr int HD = HD8 * 8, NCH = (HD8 + 3) / 4;
     constexpr int KS = HD + (((8 - HD) % 64) + 64) % 64; /* row stride = 16 mod 128 bytes */
     extern __shared__ __align__(16) unsigned char as_sh[];
@@ -205,7 +210,7 @@ static __global__ void __launch_bounds__(AS_THREADS)
 }
 
 typedef void (*as_kernel)(bf16 *, int, const bf16 *, int, const bf16 *, const bf16 *, int, int,
-                          int, int, float, int, int);
+                          int, int, float, int, int, size_t, size_t, size_t);
 
 static as_kernel as_pick(int hd)
 {
@@ -250,17 +255,28 @@ int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ld
                         const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
                         int head_dim, float scale, int limit_rows, int limit_keys, int *st)
 {
+    return rtv_cuda_attn_small_batch(s, 1, out, ldo, 0, q, ldq, 0, k, v, ldkv, 0, n_k, n_q,
+                                     n_heads, n_kv_heads, head_dim, scale, limit_rows,
+                                     limit_keys, st);
+}
+
+int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so,
+                              const void *q, int ldq, size_t sq, const void *k, const void *v,
+                              int ldkv, size_t skv, int n_k, int n_q, int n_heads,
+                              int n_kv_heads, int head_dim, float scale, int limit_rows,
+                              int limit_keys, int *st)
+{
     *st = RTV_OK;
     as_kernel kern = as_pick(head_dim);
     size_t smem = as_smem(head_dim, n_k);
     if (!s->attn_small || !kern || n_k > AS_MAXK || smem > (size_t)s->attn_small_smem ||
-        ldq % 8 || ldkv % 8 || ldo % 2 ||
+        ldq % 8 || ldkv % 8 || ldo % 2 || sq % 8 || skv % 8 || so % 2 || nb < 1 || nb > 65535 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 4)
         return 1;
-    dim3 grid(n_heads, (n_q + 16 * AS_RB - 1) / (16 * AS_RB));
+    dim3 grid(n_heads, (n_q + 16 * AS_RB - 1) / (16 * AS_RB), nb);
     kern<<<grid, AS_THREADS, smem, s->s>>>((bf16 *)out, ldo, (const bf16 *)q, ldq, (const bf16 *)k,
                                     (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
-                                    limit_rows, limit_keys);
+                                    limit_rows, limit_keys, so, sq, skv);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (small) launch", __FILE__, __LINE__);
     return 0;

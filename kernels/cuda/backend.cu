@@ -294,6 +294,7 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         b.rmsnorm = rtv_cuda_rmsnorm;
         b.rope = rtv_cuda_rope;
         b.attention = rtv_cuda_attention;
+        b.attention_batch = rtv_cuda_attention_batch;
         b.geglu = rtv_cuda_geglu;
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;

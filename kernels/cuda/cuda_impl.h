@@ -113,6 +113,17 @@ int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ld
                         const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
                         int head_dim, float scale, int limit_rows, int limit_keys, int *st);
 int rtv_cuda_attn_small_init(rtv_stream *s);
+/* The same for nb attentions of one shape (offsets so, sq, skv in elements per attention). */
+int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so,
+                              const void *q, int ldq, size_t sq, const void *k, const void *v,
+                              int ldkv, size_t skv, int n_k, int n_q, int n_heads,
+                              int n_kv_heads, int head_dim, float scale, int limit_rows,
+                              int limit_keys, int *st);
+/* attention_batch: one attn_small launch, or attention() per item. */
+int rtv_cuda_attention_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
+                             int ldq, size_t sq, const void *k, const void *v, int ldkv,
+                             size_t skv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                             int head_dim, float scale);
 int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, const void *b,
                        int rows, int dim, float eps);
 int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,

@@ -91,6 +91,11 @@ WRAP(attention, n_q <= 64 ? P_ATTN_S : P_ATTENTION, (rtv_stream *s, void *out, i
      int n1, int n_q, int n_heads, int n_kv_heads, int head_dim, float scale, int limit_rows,
      int limit_keys), (s, out, ldo, q, ldq, k0, v0, ld0, n0, k1, v1, ld1, n1, n_q, n_heads,
      n_kv_heads, head_dim, scale, limit_rows, limit_keys))
+WRAP(attention_batch, n_q <= 64 ? P_ATTN_S : P_ATTENTION, (rtv_stream *s, int nb, void *out, int ldo,
+     size_t so, const void *q, int ldq, size_t sq, const void *k, const void *v, int ldkv,
+     size_t skv, int n_k, int n_q, int n_heads, int n_kv_heads, int head_dim, float scale),
+     (s, nb, out, ldo, so, q, ldq, sq, k, v, ldkv, skv, n_k, n_q, n_heads, n_kv_heads, head_dim,
+      scale))
 WRAP(geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const void *gu, int rows, int ff), (s, y, gu, rows, ff))
 WRAP(add_weight_rows, P_ADDW, (rtv_stream *s, void *y, const void *w, int rows, int dim,
      int period), (s, y, w, rows, dim, period))
@@ -124,7 +129,7 @@ void rtv_cuda_prof_install(rtv_backend *b)
     P.inner = *b;
     P.ready = 1;
     b->matmul = p_matmul; b->layernorm = p_layernorm; b->rmsnorm = p_rmsnorm; b->rope = p_rope;
-    b->attention = p_attention; b->geglu = p_geglu; b->add_weight_rows = p_add_weight_rows;
+    b->attention = p_attention; b->attention_batch = p_attention_batch; b->geglu = p_geglu; b->add_weight_rows = p_add_weight_rows;
     b->axpy = p_axpy; b->scale = p_scale; b->copy2d = p_copy2d; b->mean_rows = p_mean_rows;
     b->preprocess = p_preprocess; b->patchify = p_patchify; b->upload = p_upload;
     b->download = p_download; b->sync = p_sync;

@@ -177,6 +177,32 @@ static void t_attention(int n_q, int n0, int n1, int heads, int kvh, int hd, int
     free(q); free(kv0); free(kv1);
 }
 
+/* attention_batch (SigLIP's views in one launch) against the CPU backend's attention() per
+ * item: nb items laid out as the vision tower lays out its views (fused qkv rows, item i at row
+ * i * n), and a head_dim the one-kernel path does not take (the per-item fallback). */
+static void t_attention_batch(int nb, int n, int heads, int hd)
+{
+    const int ldq = 3 * heads * hd, W = heads * hd;
+    float *q = rnd((size_t)nb * n * ldq, 2);
+    pair Q = act(q, (size_t)nb * n * ldq), O = act(NULL, (size_t)nb * n * W);
+    float sc = 1.0f / sqrtf((float)hd);
+    for (int i = 0; i < nb; i++) {
+        const void *qi = rtv_cact_at(C, Q.c, (size_t)i * n * ldq);
+        CHECK(C->attention(cs, rtv_act_at(C, O.c, (size_t)i * n * W), W, qi, ldq,
+                           rtv_cact_at(C, qi, W), rtv_cact_at(C, qi, 2 * W), ldq, n, NULL, NULL,
+                           0, 0, n, heads, heads, hd, sc, 0, 0) == 0);
+    }
+    int st = G->attention_batch(gs, nb, O.g, W, (size_t)n * W, Q.g, ldq, (size_t)n * ldq,
+                                rtv_cact_at(G, Q.g, W), rtv_cact_at(G, Q.g, 2 * W), ldq,
+                                (size_t)n * ldq, n, n, heads, heads, hd, sc);
+    CHECK_MSG(st == 0, "%s", rtv_last_error());
+    char what[96];
+    snprintf(what, sizeof(what), "attention_batch %d x (q=k=%d heads=%d hd=%d)", nb, n, heads, hd);
+    compare(what, O, 3e-2f);
+    drop(Q); drop(O);
+    free(q);
+}
+
 static void t_elementwise(void)
 {
     int rows = 37, ff = 300, dim = 130, period = 7;
@@ -292,6 +318,9 @@ int main(int argc, char **argv)
     t_norms(51, 1024);
     t_rope(9, 8, 256, 2560, 0);
     t_rope(51, 1, 32, 64, 531);
+    t_rope(512, 9, 256, 2560, 0);                     /* the prefix: q and k heads, 8 pairs per thread */
+    t_rope(5, 3, 12, 40, 7);                          /* half head_dim not a multiple of 8: one pair per thread */
+    t_rope(7, 2, 16, 36, 3);                          /* row stride not a multiple of 8 */
     t_attention(256, 256, 0, 16, 16, 72, 0, 0);       /* SigLIP per view */
     t_attention(532, 532, 0, 8, 1, 256, 0, 0);        /* pi0 prefix, MQA */
     t_attention(51, 532, 51, 8, 1, 256, 1, 533);      /* suffix over cache, state-row limit */
@@ -309,6 +338,9 @@ int main(int argc, char **argv)
     t_attention(129, 129, 0, 16, 16, 72, 0, 0);       /* SigLIP head_dim, odd sizes */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
+    t_attention_batch(2, 256, 16, 72);                /* SigLIP, two views in one launch */
+    t_attention_batch(3, 100, 4, 32);                 /* odd rows, three items */
+    t_attention_batch(2, 40, 2, 256);                 /* head_dim 256: one attention() per item */
     t_elementwise();
     t_image(320, 240, 0);
     t_image(120, 200, 0);
