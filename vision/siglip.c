@@ -39,14 +39,15 @@ int rtv_siglip_forward(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int nv
                                          (size_t)T * 3 * W, T, T, c->vis_heads, c->vis_heads,
                                          hd, scale)))
                 return st;
-        }
-        for (int v = 0; v < nv && !b->attention_batch; v++) {
-            const void *q = rtv_act_at(b, ws->vqkv, (size_t)v * T * 3 * W);
-            if ((st = b->attention(s, rtv_act_at(b, ws->vatt, (size_t)v * T * W), W, q, 3 * W,
-                                   rtv_cact_at(b, q, W), rtv_cact_at(b, q, 2 * W), 3 * W, T,
-                                   NULL, NULL, 0, 0, T, c->vis_heads, c->vis_heads, hd, scale,
-                                   0, 0)))
-                return st;
+        } else {
+            for (int v = 0; v < nv; v++) {
+                const void *q = rtv_act_at(b, ws->vqkv, (size_t)v * T * 3 * W);
+                if ((st = b->attention(s, rtv_act_at(b, ws->vatt, (size_t)v * T * W), W, q,
+                                       3 * W, rtv_cact_at(b, q, W), rtv_cact_at(b, q, 2 * W),
+                                       3 * W, T, NULL, NULL, 0, 0, T, c->vis_heads,
+                                       c->vis_heads, hd, scale, 0, 0)))
+                    return st;
+            }
         }
         if ((st = b->matmul(s, ws->vh, W, ws->vatt, W, L->o_w, L->o_b, n, W, W, RTV_MM_ACCUM)))
             return st;
