@@ -498,11 +498,11 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
         if (b->host_pin) { /* frames reach the GPU by one DMA from the camera's buffers */
             size_t bytes = 0;
             void *buf = rtv_camera_buffer(r->cams[i], &bytes);
-            if ((st = b->host_pin(buf, bytes))) {
-                rtv_fail_prefix(st, "camera %s", rtv_camera_name(r->cams[i]));
-                goto out;
-            }
-            r->cam_pinned[i] = buf;
+            if (b->host_pin(buf, bytes) == RTV_OK)
+                r->cam_pinned[i] = buf;
+            else /* slower (a copy on the VL thread), not wrong: run on */
+                fprintf(stderr, "rtvla: camera %s: %s; its frames go through the staging copy\n",
+                        rtv_camera_name(r->cams[i]), rtv_last_error());
         }
         if ((st = rtv_camera_start(r->cams[i]))) goto out;
     }
