@@ -67,11 +67,9 @@ int rtv_flow_sample(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const rt
     /* the prefix K/V in front of the suffix rows (see rtv_act_ws.lq) */
     const int KV = c->n_kv_heads * c->head_dim, Q = c->n_heads * c->head_dim;
     const int QKV = rtv_model_qkv_dim(c);
-    for (int l = 0; l < c->llm_depth; l++)
-        if ((st = b->copy2d(s, rtv_act_at(b, ws->lq[l], (size_t)Q), QKV, f->k[l], KV,
-                            f->n_prefix, KV)) ||
-            (st = b->copy2d(s, rtv_act_at(b, ws->lq[l], (size_t)Q + KV), QKV, f->v[l], KV,
-                            f->n_prefix, KV)))
+    for (int l = 0; l < c->llm_depth; l++) /* K|V rows (rtv_features.k): one copy per layer */
+        if ((st = b->copy2d(s, rtv_act_at(b, ws->lq[l], (size_t)Q), QKV, f->k[l], 2 * KV,
+                            f->n_prefix, 2 * KV)))
             return st;
     if ((st = b->copy2d(s, ws->sx, We, ws->sens, We, 1, We)))
         return st;

@@ -53,15 +53,13 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
                                scale, io->limit_rows, io->limit_keys)))
             return st;
     } else {
-        if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * KV), KV,
-                            rtv_act_at(b, io->qkv, Q), QKV, n, KV)))
+        /* K and V are adjacent in the qkv row and interleaved by row in the features: one copy */
+        if ((st = b->copy2d(s, rtv_act_at(b, io->kc, (size_t)io->kv_row * 2 * KV), 2 * KV,
+                            rtv_act_at(b, io->qkv, Q), QKV, n, 2 * KV)))
             return st;
-        if ((st = b->copy2d(s, rtv_act_at(b, io->vc, (size_t)io->kv_row * KV), KV,
-                            rtv_act_at(b, io->qkv, (size_t)Q + KV), QKV, n, KV)))
-            return st;
-        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->kc, io->vc, KV, io->kv_row + n,
-                               NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads, c->head_dim,
-                               scale, 0, 0)))
+        if ((st = b->attention(s, io->att, Q, io->qkv, QKV, io->kc, io->vc, 2 * KV,
+                               io->kv_row + n, NULL, NULL, 0, 0, n, c->n_heads, c->n_kv_heads,
+                               c->head_dim, scale, 0, 0)))
             return st;
     }
     if ((st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))

@@ -362,8 +362,9 @@ int rtv_features_new(rtv_policy *p, rtv_features **out)
 {
     const rtv_model_cfg *c = &p->cfg;
     const size_t L = (size_t)c->llm_depth, ab = (size_t)p->b->act_bytes;
-    /* rows past max_prefix: the attention op may read up to RTV_ATTN_KEY_PAD(n) key rows */
-    const size_t kv = (size_t)RTV_ATTN_KEY_PAD(rtv_model_max_prefix(c)) * c->n_kv_heads *
+    /* rows past max_prefix: the attention op may read up to RTV_ATTN_KEY_PAD(n) key rows;
+     * K and V of a layer interleaved by row (rtv_features.k) */
+    const size_t kv = (size_t)RTV_ATTN_KEY_PAD(rtv_model_max_prefix(c)) * 2 * c->n_kv_heads *
                       c->head_dim * ab;
     const size_t kv_al = (kv + 255) & ~(size_t)255;
     const size_t pooled = ((size_t)c->llm_width * ab + 255) & ~(size_t)255;
@@ -378,13 +379,13 @@ int rtv_features_new(rtv_policy *p, rtv_features **out)
     }
     fb->f.k = ptrs;
     fb->f.v = ptrs + L;
-    if ((st = rtv_arena_init(&fb->a, p->b, 2 * L * kv_al + pooled))) {
+    if ((st = rtv_arena_init(&fb->a, p->b, L * kv_al + pooled))) {
         rtv_features_free(p, &fb->f);
         return rtv_fail_prefix(st, "features");
     }
     for (size_t l = 0; l < L; l++) {
         fb->f.k[l] = rtv_arena_take(&fb->a, kv);
-        fb->f.v[l] = rtv_arena_take(&fb->a, kv);
+        fb->f.v[l] = rtv_act_at(p->b, fb->f.k[l], (size_t)c->n_kv_heads * c->head_dim);
     }
     fb->f.pooled = rtv_arena_take(&fb->a, (size_t)c->llm_width * ab);
     *out = &fb->f;

@@ -27,7 +27,10 @@ typedef struct rtv_act_ctx rtv_act_ctx;
 
 /* One complete VL encoding. Buffers are backend memory; metadata host. */
 typedef struct rtv_features {
-    void **k, **v;        /* [layers] -> (max_prefix, n_kv_heads*head_dim) activations */
+    /* [layers] -> K and V of the prefix, (max_prefix, n_kv_heads*head_dim) each, interleaved by
+     * row: one buffer per layer with rows [K | V] (row stride 2 * n_kv_heads*head_dim), k[l]
+     * at its start and v[l] = k[l] + n_kv_heads*head_dim, so each moves as one 2-D copy */
+    void **k, **v;
     void *pooled;         /* (llm_width) activations: mean of the final-normed prefix states */
     int n_prefix;         /* valid prefix rows (views * tokens_per_view + prompt tokens) */
     uint64_t seq;         /* encode sequence number, set by the caller */
