@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
-# tests, model, split, mps, views, run, mm (GEMM shapes), pi0test (default: tests model).
+# tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), pi0test
+# (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -31,6 +32,9 @@ model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --head regression --iters 100 --json "$O/model_reg.json" 2>&1 | tee "$O/model_reg.txt" | tail -11 ;;
+flow)
+  # the action cycle alone (chunk 50), under whatever RTV_* knobs the caller set (TAG names it)
+  timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | tee "$O/flow${TAG:-}.txt" | grep -E "^(head|action_cycle|full_forward) " ;;
 split)
   timeout 300 $R bench split -c configs/sim.yaml $PI0 --csv "$O/split.csv" --json "$O/split.json" 2>&1 | tee "$O/split.txt" | tail -14 ;;
 mps)
