@@ -66,10 +66,15 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         return st;
     if ((st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
         return st;
-    if ((st = b->matmul(s, io->gu, 2 * F, io->xn, W, L->gate_up, NULL, n, 2 * F, W, 0)))
-        return st;
-    if ((st = b->geglu(s, io->ff, io->gu, n, F)))
-        return st;
+    if (b->matmul_geglu) { /* one kernel where the backend can fuse them */
+        if ((st = b->matmul_geglu(s, io->ff, io->gu, io->xn, W, L->gate_up, n, F, W)))
+            return st;
+    } else {
+        if ((st = b->matmul(s, io->gu, 2 * F, io->xn, W, L->gate_up, NULL, n, 2 * F, W, 0)))
+            return st;
+        if ((st = b->geglu(s, io->ff, io->gu, n, F)))
+            return st;
+    }
     if ((st = b->matmul(s, io->x, W, io->ff, F, L->down, NULL, n, W, F, RTV_MM_ACCUM)))
         return st;
     return RTV_OK;

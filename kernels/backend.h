@@ -110,6 +110,12 @@ typedef struct rtv_backend {
                            int head_dim, float scale);
     /* GeGLU: y[r, j] = gelu_tanh(gu[r, j]) * gu[r, ff + j]; gu is [rows, 2*ff], y [rows, ff]. */
     int (*geglu)(rtv_stream *s, void *y, const void *gu, int rows, int ff);
+    /* Optional (NULL: matmul into gu, then geglu): y[M, F] = geglu(x[M,K] (row stride ldx) .
+     * w[2F,K]^T), w the gate rows then the up rows as for matmul with N = 2F, no bias. gu
+     * [M, 2F] is the caller's workspace for a backend that runs the two steps (its contents
+     * afterwards are unspecified); y must not overlap x, w or gu. */
+    int (*matmul_geglu)(rtv_stream *s, void *y, void *gu, const void *x, int ldx, const void *w,
+                        int M, int F, int K);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
      * embeddings (period = tokens per view) and broadcast biases (period = 1). */
     int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,

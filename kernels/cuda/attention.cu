@@ -9,10 +9,12 @@
  * For MQA (one kv head) the K/V operand has batch stride 0, so all heads run in one GEMM.
  * Scratch (per stream): heads * n_q * n_k * 6 bytes + n_q * heads * hd * 4 bytes. */
 #include "cuda_impl.h"
+#include "mma.cuh"
 
 static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
                                  int n_k, int limit_rows, int limit_keys, int total_rows)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= total_rows) return;
@@ -37,6 +39,7 @@ static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_
 static __global__ void softmax_reg_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
                                      int n_k, int limit_rows, int limit_keys, int total_rows)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= total_rows) return;
@@ -71,6 +74,7 @@ static __global__ void softmax_reg_k(const float *logits, bf16 *probs, int rows_
 static __global__ void f32_to_bf16_2d_k(bf16 *dst, int ldd, const float *src, int lds, int rows,
                                         int cols)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (size_t)rows * cols) return;
     int r = (int)(t / cols), c = (int)(t % cols);

@@ -69,6 +69,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->lt_ws);
     cudaFree(s->scratch);
     cudaFree(s->sk_cnt);
+    cudaFree(s->sk_trace);
     cudaFreeHost(s->staging);
     if (s->s) cudaStreamDestroy(s->s);
     free(s);
@@ -296,6 +297,7 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         b.attention = rtv_cuda_attention;
         b.attention_batch = rtv_cuda_attention_batch;
         b.geglu = rtv_cuda_geglu;
+        b.matmul_geglu = rtv_cuda_matmul_geglu;
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;
         b.scale = rtv_cuda_scale;

@@ -48,10 +48,13 @@ struct rtv_stream {
     int capturing;
     int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
     int dev_sms;                /* SMs of the device */
-    /* skinny GEMM (skinny.cu): on/off and tuning (tune.h), clusters, shared memory limit,
-     * registers of each kernel (NT, WN/2-1, WK-1) */
+    /* skinny GEMM (skinny.cu): on/off and tuning (tune.h: sk_wk is the tile choice), clusters,
+     * shared memory limit, registers of each kernel (NT - 1, tile: 64 / 128 rows) */
     int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
-    int sk_regs[8][2][2];
+    int sk_geglu;               /* matmul_geglu fused in the skinny kernel (RTV_SKINNY_GEGLU=0: off) */
+    long long *sk_trace;        /* per-CTA phase clocks of the last skinny launch (RTV_SKINNY_TRACE=1) */
+    int sk_trace_ctas;
+    int sk_regs[8][2];
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
@@ -107,6 +110,9 @@ void rtv_cuda_plans_free(rtv_stream *s);
 int rtv_cuda_skinny(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags, int *st);
 int rtv_cuda_skinny_init(rtv_stream *s);
+/* matmul_geglu (backend.h): fused in the few-row kernel where it can, else matmul + geglu. */
+int rtv_cuda_matmul_geglu(rtv_stream *s, void *y, void *gu, const void *x, int ldx,
+                          const void *w, int M, int F, int K);
 /* One-kernel attention for n_k <= 256 and head_dim 16/32/64/72/128, one key segment
  * (attn_small.cu): returns 1 when the call is not its, else 0 with *st set. */
 int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,

@@ -3,11 +3,13 @@
  * broadcast biases), axpy (Euler update), scale, copy2d, mean_rows, dtype conversions.
  * Grid-stride-free: one thread per output element (sizes here are at most a few million). */
 #include "cuda_impl.h"
+#include "mma.cuh"
 
 static __device__ __forceinline__ float silu(float x) { return x / (1.0f + __expf(-x)); }
 
 static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (size_t)rows * ff) return;
     size_t r = t / ff, j = t % ff;
@@ -20,6 +22,7 @@ static __global__ void geglu_k(bf16 *y, const bf16 *gu, int rows, int ff)
  * 512 x 16384 GeGLU took 42 us per layer under ncu with 2-byte accesses (1.2 TB/s). */
 static __global__ void geglu8_k(bf16 *y, const bf16 *gu, int rows, int ff)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     const int f8 = ff / 8;
     if (t >= (size_t)rows * f8) return;
@@ -36,6 +39,7 @@ static __global__ void geglu8_k(bf16 *y, const bf16 *gu, int rows, int ff)
 
 static __global__ void act_k(bf16 *y, int ld, int rows, int cols, int silu_not_gelu)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (size_t)rows * cols) return;
     bf16 *p = y + (t / cols) * ld + t % cols;
@@ -45,6 +49,7 @@ static __global__ void act_k(bf16 *y, int ld, int rows, int cols, int silu_not_g
 
 static __global__ void add_rows_k(bf16 *y, const bf16 *w, int rows, int dim, int period)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (size_t)rows * dim) return;
     size_t r = t / dim, c = t % dim;
@@ -54,12 +59,14 @@ static __global__ void add_rows_k(bf16 *y, const bf16 *w, int rows, int dim, int
 
 static __global__ void axpy_k(bf16 *y, const bf16 *x, float a, size_t n)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t < n) y[t] = __float2bfloat16(__bfloat162float(y[t]) + a * __bfloat162float(x[t]));
 }
 
 static __global__ void scale_k(bf16 *y, const bf16 *x, float a, size_t n)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t < n) y[t] = __float2bfloat16(a * __bfloat162float(x[t]));
 }
@@ -67,6 +74,7 @@ static __global__ void scale_k(bf16 *y, const bf16 *x, float a, size_t n)
 /* One thread per column; rows summed in fp32. */
 static __global__ void mean_rows_k(bf16 *y, const bf16 *x, int ldx, int rows, int dim)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= dim) return;
     float s = 0.0f;
@@ -76,12 +84,14 @@ static __global__ void mean_rows_k(bf16 *y, const bf16 *x, int ldx, int rows, in
 
 static __global__ void f2b_k(bf16 *d, const float *s, size_t n)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t < n) d[t] = __float2bfloat16(s[t]);
 }
 
 static __global__ void b2f_k(float *d, const bf16 *s, size_t n)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t < n) d[t] = __bfloat162float(s[t]);
 }

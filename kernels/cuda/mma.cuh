@@ -35,4 +35,23 @@ static __device__ __forceinline__ void rtv_cp_async16(void *smem, const void *gm
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
 }
 
+/* Programmatic dependent launch (sm_90+; no-ops elsewhere). wait: block until the grids this
+ * one depends on have completed and their writes are visible (a kernel launched with the
+ * programmatic-serialization attribute must call it before touching their outputs).
+ * launch: let the next kernel, if launched programmatically, start its CTAs now (it cannot
+ * read our outputs before its own wait, so calling this early is always safe; without a
+ * programmatic dependent it does nothing). */
+static __device__ __forceinline__ void rtv_griddep_wait(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void rtv_griddep_launch(void)
+{
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;");
+#endif
+}
+
 #endif

@@ -4,6 +4,7 @@
  *   layernorm: y = (x - mean) / sqrt(var + eps) * w + b
  *   rmsnorm:   y = x * rsqrt(mean(x^2) + eps) * (1 + w)        (Gemma's zero-centred scale) */
 #include "cuda_impl.h"
+#include "mma.cuh"
 
 #define NORM_THREADS 256
 
@@ -28,6 +29,7 @@ static __device__ float block_sum(float v, float *sh)
 static __global__ void layernorm_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int dim,
                                    float eps)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
     const bf16 *xr = x + (size_t)blockIdx.x * dim;
     bf16 *yr = y + (size_t)blockIdx.x * dim;
@@ -48,6 +50,7 @@ static __global__ void layernorm_k(bf16 *y, const bf16 *x, const bf16 *w, const 
 
 static __global__ void rmsnorm_k(bf16 *y, const bf16 *x, const bf16 *w, int dim, float eps)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
     const bf16 *xr = x + (size_t)blockIdx.x * dim;
     bf16 *yr = y + (size_t)blockIdx.x * dim;
@@ -69,6 +72,7 @@ template <int CH>
 static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim,
                                      float eps)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int nv = dim / 8;
@@ -115,6 +119,7 @@ template <int CH>
 static __global__ void layernorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b,
                                        int rows, int dim, float eps)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int nv = dim / 8;

@@ -80,6 +80,8 @@ static void p_end(rtv_stream *s, int i)
 
 WRAP(matmul, M <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
      const void *bias, int M, int N, int K, int flags), (s, y, ldy, x, ldx, w, bias, M, N, K, flags))
+WRAP(matmul_geglu, M <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *y, void *gu,
+     const void *x, int ldx, const void *w, int M, int F, int K), (s, y, gu, x, ldx, w, M, F, K))
 WRAP(layernorm, P_LAYERNORM, (rtv_stream *s, void *y, const void *x, const void *w, const void *b,
      int rows, int dim, float eps), (s, y, x, w, b, rows, dim, eps))
 WRAP(rmsnorm, rows <= 64 ? P_RMS_S : P_RMSNORM, (rtv_stream *s, void *y, const void *x, const void *w, int rows, int dim,
@@ -128,7 +130,7 @@ void rtv_cuda_prof_install(rtv_backend *b)
         if (cudaEventCreate(&P.ev[i]) != cudaSuccess) return;
     P.inner = *b;
     P.ready = 1;
-    b->matmul = p_matmul; b->layernorm = p_layernorm; b->rmsnorm = p_rmsnorm; b->rope = p_rope;
+    b->matmul = p_matmul; b->matmul_geglu = p_matmul_geglu; b->layernorm = p_layernorm; b->rmsnorm = p_rmsnorm; b->rope = p_rope;
     b->attention = p_attention; b->attention_batch = p_attention_batch; b->geglu = p_geglu; b->add_weight_rows = p_add_weight_rows;
     b->axpy = p_axpy; b->scale = p_scale; b->copy2d = p_copy2d; b->mean_rows = p_mean_rows;
     b->preprocess = p_preprocess; b->patchify = p_patchify; b->upload = p_upload;

@@ -3,10 +3,12 @@
  *   x[i] = x1 cos - x2 sin;  x[i + hd/2] = x2 cos + x1 sin.
  * One thread per (row, head, i). */
 #include "cuda_impl.h"
+#include "mma.cuh"
 
 static __global__ void rope_k(bf16 *x, int ld, int rows, int n_heads, int hd, int pos0,
                               float log2_theta)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     int half = hd / 2;
     size_t n = (size_t)rows * n_heads * half;
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -30,6 +32,7 @@ static __global__ void rope_k(bf16 *x, int ld, int rows, int n_heads, int hd, in
 static __global__ void rope8_k(bf16 *x, int ld, int rows, int n_heads, int hd, int pos0,
                                float log2_theta)
 {
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     const int half = hd / 2, nc = half / 8;
     size_t n = (size_t)rows * n_heads * nc;
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;

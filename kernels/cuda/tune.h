@@ -10,12 +10,17 @@ extern "C" {
 struct rtv_stream;
 /* Few-row GEMM path of matmul (skinny.cu) on this stream: mode 0 = cuBLASLt only (default),
  * 1 = the skinny kernel where the shape allows (RTV_SKINNY=1 in the environment turns it on
- * for new streams). wk: warps splitting K inside a CTA (0 = automatic, 1 or 2); target_pct:
- * grid size aimed at, in percent of the stream's SMs (0 = 100). */
-void rtv_cuda_matmul_tune(struct rtv_stream *s, int mode, int wk, int target_pct);
+ * for new streams). tile: weight rows per CTA (0 = automatic, 1 = 64, 2 = 128); target_pct:
+ * the most CTAs allowed, in percent of what fits on the stream's SMs at once (0 = 100). */
+void rtv_cuda_matmul_tune(struct rtv_stream *s, int mode, int tile, int target_pct);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */
 int rtv_cuda_lt_algo(struct rtv_stream *s, int index);
+/* With RTV_SKINNY_TRACE=1 at stream creation: the last skinny launch's clock64 at 7 phase
+ * marks per CTA (start, weight copies issued, after the dependency wait, weights in, after
+ * the MMAs, after the split-K exchange, end) and %globaltimer at the start, 8 values per CTA
+ * into out; returns the CTA count (0: no trace). Synchronizes the stream. */
+int rtv_cuda_skinny_trace(struct rtv_stream *s, long long *out, int max_ctas);
 
 #ifdef __cplusplus
 }

@@ -43,6 +43,7 @@ static int cmpd(const void *a, const void *b)
 #define DIE(...) do { fprintf(stderr, __VA_ARGS__); fprintf(stderr, ": %s\n", rtv_last_error()); exit(1); } while (0)
 
 typedef struct { const char *name; int M, N, K, flags, bias; } shape;
+#define GEGLU 0x100 /* shape flag: matmul_geglu (y [M, N/2]) instead of matmul */
 typedef struct { const char *name; int mode, wk, pct; } variant;
 
 int main(int argc, char **argv)
@@ -58,7 +59,7 @@ int main(int argc, char **argv)
     if (G->stream_new(&S)) DIE("stream");
     shape sh[] = {
         { "qkv", 51, 2560, 1024, 0, 0 },          { "o+res", 51, 1024, 2048, RTV_MM_ACCUM, 0 },
-        { "gate_up", 51, 8192, 1024, 0, 0 },      { "down+res", 51, 1024, 4096, RTV_MM_ACCUM, 0 },
+        { "gate_up", 51, 8192, 1024, 0, 0 },      { "gate_up+geglu", 51, 8192, 1024, GEGLU, 0 },      { "down+res", 51, 1024, 4096, RTV_MM_ACCUM, 0 },
         { "mlp_in silu", 50, 1024, 1024, RTV_MM_SILU, 1 }, { "act_out", 50, 32, 1024, 0, 1 },
         { "qkv M=8", 8, 2560, 1024, 0, 0 },
         /* SigLIP (2 views of 256 tokens) and the prefix: cuBLASLt's candidates */
@@ -67,10 +68,9 @@ int main(int argc, char **argv)
         { "p.qkv", 512, 2560, 2048, 0, 0 },        { "p.o+res", 512, 2048, 2048, RTV_MM_ACCUM, 0 },
     };
     variant va[] = { { "cublasLt", 0, 0, 0 }, { "skinny auto", 1, 0, 0 },
-                     { "sk wk1 50%", 1, 1, 50 }, { "sk wk1 100%", 1, 1, 100 },
-                     { "sk wk1 200%", 1, 1, 200 }, { "sk wk2 100%", 1, 2, 100 },
-                     { "sk wk2 200%", 1, 2, 200 }, { "sk wk1 400%", 1, 1, 400 },
-                     { "sk wk1 nosplit", 1, 1, 1 }, { "sk wk2 nosplit", 1, 2, 1 },
+                     { "sk bn64", 1, 1, 0 }, { "sk bn128", 1, 2, 0 },
+                     { "sk bn64 50%", 1, 1, 50 }, { "sk bn128 50%", 1, 2, 50 },
+                     { "sk bn64 200%", 1, 1, 200 }, { "sk bn128 200%", 1, 2, 200 },
                      { "lt algo 1", -1, 1, 0 }, { "lt algo 2", -1, 2, 0 }, { "lt algo 3", -1, 3, 0 },
                      { "lt algo 4", -1, 4, 0 }, { "lt algo 5", -1, 5, 0 } };
     const int NV = sizeof(va) / sizeof(va[0]), L = 64;
@@ -112,8 +112,9 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)s.M * s.K; i++) hx[i] = frand();
         for (size_t i = 0; i < (size_t)s.M * s.N; i++) hy[i] = frand();
         for (int i = 0; i < s.N; i++) hb[i] = frand();
-        void *x, *y, *y0, *b = NULL;
-        if (G->alloc(&x, (size_t)s.M * s.K * 2) || G->alloc(&y, (size_t)s.M * s.N * 2) ||
+        void *x, *y, *y0, *y2, *b = NULL;
+        const size_t nout = (size_t)s.M * (s.flags & GEGLU ? s.N / 2 : s.N);
+        if (G->alloc(&y2, nout * 2) || G->alloc(&x, (size_t)s.M * s.K * 2) || G->alloc(&y, (size_t)s.M * s.N * 2) ||
             G->alloc(&y0, (size_t)s.M * s.N * 2) || G->alloc(&b, (size_t)s.N * 2) ||
             G->upload(S, x, hx, (size_t)s.M * s.K) || G->upload(S, y0, hy, (size_t)s.M * s.N) ||
             G->upload_weight(b, hb, RTV_DT_F32, s.N) || G->sync(S))
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
         for (int v = 0; v < NV; v++) {
             if (v && only_var && strcmp(only_var, va[v].name)) continue;
             if (s.M > 64 && va[v].mode > 0) continue; /* the few-row kernel does not take it */
+            if (va[v].mode < 0 && !only_var) continue; /* cuBLASLt's candidates: on request */
             if (va[v].mode < 0) { /* cuBLASLt's wk-th candidate */
                 rtv_cuda_matmul_tune(S, 0, 0, 0);
                 rtv_cuda_lt_algo(S, va[v].wk);
@@ -130,12 +132,14 @@ int main(int argc, char **argv)
             }
             /* correctness: one launch from y0 */
             if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
-                G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M, s.N, s.K, s.flags) ||
-                G->download(S, v ? out : ref, y, (size_t)s.M * s.N) || G->sync(S))
+                (s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[0], s.M, s.N / 2, s.K)
+                                 : G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M,
+                                             s.N, s.K, s.flags)) ||
+                G->download(S, v ? out : ref, s.flags & GEGLU ? y2 : y, nout) || G->sync(S))
                 DIE("%s %s", s.name, va[v].name);
             double e2 = 0, r2 = 0;
             if (v) {
-                for (size_t i = 0; i < (size_t)s.M * s.N; i++) {
+                for (size_t i = 0; i < nout; i++) {
                     double d = (double)out[i] - ref[i];
                     e2 += d * d;
                     r2 += (double)ref[i] * ref[i];
@@ -144,8 +148,9 @@ int main(int argc, char **argv)
             void *graph = NULL;
             if (G->capture_begin(S)) DIE("capture");
             for (int i = 0; i < L; i++)
-                if (G->matmul(S, y, s.N, x, s.K, w[i % copies], s.bias ? b : NULL, s.M, s.N, s.K,
-                              s.flags))
+                if (s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[i % copies], s.M, s.N / 2, s.K)
+                                    : G->matmul(S, y, s.N, x, s.K, w[i % copies], s.bias ? b : NULL,
+                                                s.M, s.N, s.K, s.flags))
                     DIE("%s %s (capture)", s.name, va[v].name);
             if (G->capture_end(S, &graph)) DIE("capture end");
             double t[64];
@@ -160,9 +165,28 @@ int main(int argc, char **argv)
             printf("%-12s %-12s %9.2f %9.0f %10.2e\n", s.name, va[v].name, med * 1e6,
                    wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0);
             G->graph_free(graph);
+            static long long tr[1024 * 8];
+            int nc = va[v].mode > 0 ? rtv_cuda_skinny_trace(S, tr, 1024) : 0;
+            if (nc > 0) { /* RTV_SKINNY_TRACE=1: phases of the last launch, mean over CTAs */
+                double ph[6] = { 0 };
+                int full = 0;
+                long long t0min = tr[7], t0max = tr[7];
+                for (int c = 0; c < nc; c++) {
+                    const long long *q = tr + (size_t)c * 8;
+                    if (q[7] < t0min) t0min = q[7];
+                    if (q[7] > t0max) t0max = q[7];
+                    if (!q[6]) continue; /* a CTA that left before the epilogue */
+                    full++;
+                    for (int i = 0; i < 6; i++) ph[i] += (double)(q[i + 1] - q[i]);
+                }
+                printf("  trace %d CTAs (%d to the end), start spread %lld ns; kcycles: issue %.2f "
+                       "wait %.2f weights %.2f mma %.2f exchange %.2f epilogue %.2f\n", nc, full,
+                       t0max - t0min, ph[0] / full / 1e3, ph[1] / full / 1e3, ph[2] / full / 1e3,
+                       ph[3] / full / 1e3, ph[4] / full / 1e3, ph[5] / full / 1e3);
+            }
         }
         for (int c = 0; c < copies; c++) G->free(w[c]);
-        G->free(x); G->free(y); G->free(y0); G->free(b);
+        G->free(x); G->free(y); G->free(y0); G->free(y2); G->free(b);
         free(w); free(hw); free(hx); free(hy); free(ref); free(out);
     }
     G->stream_free(S);

@@ -94,6 +94,26 @@ static void t_matmul(int M, int N, int K, int flags, int bias)
     t_matmul_ld(M, N, K, flags, bias, K, N);
 }
 
+/* matmul_geglu (CUDA: the few-row kernel's GeGLU epilogue where it takes the shape, else
+ * cuBLASLt + the geglu pass) against the CPU's matmul then geglu. The ldx > K case and the
+ * ff that no tile divides take the fallback. */
+static void t_matmul_geglu(int M, int F, int K, int ldx)
+{
+    float *x = rnd((size_t)M * ldx, 1), *w = rnd((size_t)2 * F * K, 1.0f / sqrtf(K));
+    pair X = act(x, (size_t)M * ldx), W = wt(w, (size_t)2 * F * K);
+    pair GU = act(NULL, (size_t)M * 2 * F), Y = act(NULL, (size_t)M * F);
+    CHECK(C->matmul(cs, GU.c, 2 * F, X.c, ldx, W.c, NULL, M, 2 * F, K, 0) == 0);
+    CHECK(C->geglu(cs, Y.c, GU.c, M, F) == 0);
+    CHECK(G->matmul_geglu != NULL);
+    int st = G->matmul_geglu(gs, Y.g, GU.g, X.g, ldx, W.g, M, F, K);
+    CHECK_MSG(st == 0, "%s", rtv_last_error());
+    char what[96];
+    snprintf(what, sizeof(what), "matmul_geglu M=%d F=%d K=%d ldx=%d", M, F, K, ldx);
+    compare(what, Y, 2e-2f);
+    drop(X); drop(W); drop(GU); drop(Y);
+    free(x); free(w);
+}
+
 /* GELU after a GEMM, value by value: W = identity makes y = x exactly (bf16 inputs, fp32
  * accumulation), so y = gelu_tanh(x) rounded once. Inputs cover [-6, 6], where the tanh form
  * and the erf form of GELU differ by far more than a bf16 ulp (gelu(-3): -0.00364 vs -0.00405),
@@ -308,6 +328,11 @@ int main(int argc, char **argv)
         /* repeated split-K calls: each must find its arrival counters back at zero (a stale count
          * would leave y unwritten, which the accumulate case shows) */
         for (int r = 0; r < 3; r++) t_matmul(50, 1024, 4096, RTV_MM_ACCUM, 0);
+        t_matmul_geglu(51, 4096, 1024, 1024); /* the expert's MLP */
+        t_matmul_geglu(1, 256, 512, 512);
+        t_matmul_geglu(13, 96, 384, 392);
+        t_matmul_geglu(64, 40, 128, 128);     /* no tile divides F: cuBLASLt + geglu */
+        t_matmul_geglu(100, 128, 256, 256);   /* M > 64: cuBLASLt + geglu */
     }
     rtv_cuda_matmul_tune(gs, 0, 0, 0);
     t_gelu_exact();
