@@ -215,8 +215,8 @@ static __global__ void __launch_bounds__(WARPS * 32) skinny_k(sk_args a)
      * GeGLU: the tile's first half is gate rows, its second the matching up rows */
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     /* sm_90: one bulk copy (TMA) per row into shared memory, completion counted in bytes by
-     * an mbarrier per operand: ncu showed 16-byte cp.async at half cuBLAS's DRAM rate here,
-     * the SM's outstanding requests being the limit */
+     * an mbarrier per operand. Measured about as fast as 16-byte cp.async; issuing one copy
+     * per row from one warp costs ~63 cycles a copy (RTV_SKINNY_TRACE, kernels/README.md) */
     __shared__ __align__(8) uint64_t bar[2];
     const unsigned rb = (unsigned)a.Kc * 2; /* bytes per row slice */
     if (tid == 0) {
@@ -481,14 +481,13 @@ static int sk_fit(const rtv_stream *s, int regs, int threads, size_t smem)
 /* Clusters of ks CTAs (one per K split) that can be resident at once: a cluster's CTAs
  * must share a GPC, so this can be fewer than SMs x fit / ks (and then a grid of one
  * cluster per column tile would run in two waves). */
-static int sk_clusters(rtv_stream *s, int nt, int bi, int ks, size_t smem)
+static int sk_clusters(int nt, int bi, int ks, size_t smem)
 {
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr;
     cfg.gridDim = dim3(1, ks);
     cfg.blockDim = dim3((64 << bi) * 2);
     cfg.dynamicSmemBytes = smem;
-    (void)s;
     attr.id = cudaLaunchAttributeClusterDimension;
     attr.val.clusterDim.x = 1;
     attr.val.clusterDim.y = ks;
@@ -532,7 +531,7 @@ static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const
             long ctas = (long)tiles * ks;
             int cap = sms * fit * (s->sk_target_pct > 0 ? s->sk_target_pct : 100) / 100;
             if (fit < 1 || ctas > (cap > 0 ? cap : 1)) continue;
-            if (ks > 1 && s->sk_cluster && sk_clusters(s, nt, bi, ks, smem) < tiles) continue;
+            if (ks > 1 && s->sk_cluster && sk_clusters(nt, bi, ks, smem) < tiles) continue;
             long busy = ctas < sms ? ctas : sms;
             if (busy > best_busy) {
                 best_busy = busy;
