@@ -48,9 +48,9 @@ struct rtv_stream {
     int capturing;
     int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
     int dev_sms;                /* SMs of the device */
-    /* skinny GEMM (skinny.cu): on/off and tuning (tune.h: sk_wk is the tile choice), clusters,
+    /* skinny GEMM (skinny.cu): on/off and tuning (tune.h: sk_tile: 0 auto, 1 = 64 rows, 2 = 128), clusters,
      * shared memory limit, registers of each kernel (NT - 1, tile: 64 / 128 rows) */
-    int sk_mode, sk_wk, sk_target_pct, sk_cluster, sk_smem_max;
+    int sk_mode, sk_tile, sk_target_pct, sk_cluster, sk_smem_max;
     int sk_geglu;               /* matmul_geglu fused in the skinny kernel (RTV_SKINNY_GEGLU=0: off) */
     long long *sk_trace;        /* per-CTA phase clocks of the last skinny launch (RTV_SKINNY_TRACE=1) */
     int sk_trace_ctas;

@@ -431,7 +431,7 @@ int rtv_cuda_skinny_init(rtv_stream *s)
     s->dev_sms = sms;
     s->sk_smem_max = smem_optin - 1024; /* headroom for the kernels' static shared memory */
     s->sk_mode = rtv_cuda_env_switch("RTV_SKINNY", 0); /* opt-in until it wins (see top) */
-    s->sk_wk = 0;
+    s->sk_tile = 0;
     s->sk_target_pct = 0;
     s->pdl = major >= 9 && rtv_cuda_env_switch("RTV_PDL", 1);
     s->sk_cluster = major >= 9 && rtv_cuda_env_switch("RTV_SKINNY_CLUSTER", 1);
@@ -461,7 +461,7 @@ int rtv_cuda_skinny_init(rtv_stream *s)
 extern "C" void rtv_cuda_matmul_tune(rtv_stream *s, int mode, int bn, int target_pct)
 {
     s->sk_mode = mode;
-    s->sk_wk = bn;
+    s->sk_tile = bn;
     s->sk_target_pct = target_pct;
 }
 
@@ -520,7 +520,7 @@ static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const
     int best_bi = -1, best_ks = 0;
     long best_busy = -1;
     for (int bi = 0; bi < 2; bi++) {
-        if (s->sk_wk > 0 && bi != s->sk_wk - 1) continue;
+        if (s->sk_tile > 0 && bi != s->sk_tile - 1) continue;
         const int bn = 64 << bi, tiles = (N + bn - 1) / bn;
         if (tiles > RTV_SK_TILES || (ff && ff % (bn / 2))) continue;
         for (int ks = 1; ks <= max_ks; ks *= 2) {

@@ -95,8 +95,8 @@ static void t_matmul(int M, int N, int K, int flags, int bias)
 }
 
 /* matmul_geglu (CUDA: the few-row kernel's GeGLU epilogue where it takes the shape, else
- * cuBLASLt + the geglu pass) against the CPU's matmul then geglu. The ldx > K case and the
- * ff that no tile divides take the fallback. */
+ * cuBLASLt + the geglu pass) against the CPU's matmul then geglu: fused shapes (one row, the
+ * expert's MLP, a row stride wider than K) and the two fallbacks (an F no tile divides, M > 64). */
 static void t_matmul_geglu(int M, int F, int K, int ldx)
 {
     float *x = rnd((size_t)M * ldx, 1), *w = rnd((size_t)2 * F * K, 1.0f / sqrtf(K));
