@@ -9,6 +9,9 @@ B=${1:?usage: scripts/gpu_carry.sh BUILD_DIR}
 rm -rf .devcarry && mkdir -p .devcarry/bin .devcarry/lib
 cp "$B/rtvla" "$B/tests/cuda/test_cuda_ops" "$B/tests/cuda/test_cuda_policy" \
    "$B/tests/cuda/test_gpu_mailbox" "$B/tests/cuda/bench_matmul" .devcarry/bin/
+# the binaries carry a fat binary for five GPU architectures each: compressed, the carry stays
+# under the device's 64 MiB (gpu_run.sh unpacks them)
+for b in .devcarry/bin/*; do xz -T2 -6 "$b"; done
 for so in $(ldd "$B/rtvla" | awk '/=>/ {print $3}'); do
   case "$(basename "$so")" in
     libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|libstdc++*|libgcc_s*|libcuda*|libcublas*) ;;

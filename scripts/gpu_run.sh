@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
-# tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), pi0test
+# tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
+# few-row GEMM per expert shape with its phase trace, under each load path), pi0test
 # (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
 O=${OUT:-/tmp/rtvla-gpu}; mkdir -p "$O"
-for f in "$C"/lib/*.xz; do [ -e "$f" ] && python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$f" "${f%.xz}"; done
+for f in "$C"/lib/*.xz "$C"/bin/*.xz; do [ -e "$f" ] && python3 -c "import lzma,sys; open(sys.argv[2],'wb').write(lzma.open(sys.argv[1]).read())" "$f" "${f%.xz}"; done
+chmod +x "$C"/bin/* 2>/dev/null
 CUDALIB=$(python3 -c "import os,nvidia.cublas as c; print(os.path.join(list(c.__path__)[0],'lib'))" 2>/dev/null || true)
 export LD_LIBRARY_PATH=$C/lib:/usr/local/cuda/lib64:${CUDALIB}:${LD_LIBRARY_PATH:-}
 R=$C/bin/rtvla
@@ -23,6 +25,8 @@ tests)
   # the other paths: split K through global memory (no clusters), no programmatic launches,
   # cuBLAS attention, GELU as a pass, the few-row GEMM in the whole policy
   RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
+  RTV_SKINNY_TMA=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_TMA=0 /'
+  RTV_SKINNY_KW=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_KW=1 /'
   RTV_PDL=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_PDL=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
@@ -51,6 +55,17 @@ run)
   timeout 300 $R run -c configs/sim.yaml $PI0 --set gpu.split.mode=${SPLIT:-green} --set gpu.split.action_sms=${ACT_SMS:-32} --set log.dir="$O/runs" --set log.status_line=false --task "pick up the red cube" --duration ${DUR:-60} ${EXTRA:-} 2>&1 | tee "$O/run${TAG:-}.txt" | tail -${TAIL:-40} ;;
 mm)
   timeout 300 $C/bin/bench_matmul 2>&1 | tee "$O/bench_matmul.txt" | tail -${TAIL:-60} ;;
+sk)
+  # a hang (a copy that never lands) shows here in seconds rather than in the test suite
+  RTV_SKINNY_TRACE=1 timeout 30 $C/bin/bench_matmul 3 qkv "skinny auto" > "$O/sk_guard.txt" 2>&1
+  echo "== sk guard rc=$?"; tail -3 "$O/sk_guard.txt"
+  for v in "RTV_SKINNY_TMA=1" "RTV_SKINNY_KW=1" "RTV_SKINNY_TMA=0" "RTV_SKINNY_EVICT=0"; do
+    for sh in qkv o+res gate_up+geglu down+res act_out; do
+      echo "== $v $sh"
+      env $v RTV_SKINNY_TRACE=1 timeout 60 $C/bin/bench_matmul 20 "$sh" 2>&1 | grep -E "cublasLt|sk bn|skinny auto|trace" | \
+        { [ "$v" = RTV_SKINNY_TMA=1 ] && cat || grep -A1 "skinny auto"; }
+    done
+  done 2>&1 | tee "$O/sk.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done

@@ -52,9 +52,13 @@ struct rtv_stream {
      * shared memory limit, registers of each kernel (NT - 1, tile: 64 / 128 rows) */
     int sk_mode, sk_tile, sk_target_pct, sk_cluster, sk_smem_max;
     int sk_geglu;               /* matmul_geglu fused in the skinny kernel (RTV_SKINNY_GEGLU=0: off) */
+    int sk_tma;                 /* sm_90: 2-D tensor-map copies (RTV_SKINNY_TMA=0: cp.async) */
+    int sk_evict;               /* weights streamed with an L2 evict-first hint (RTV_SKINNY_EVICT=0: off) */
+    void *sk_encode;            /* cuTensorMapEncodeTiled (driver entry point), NULL: none */
     long long *sk_trace;        /* per-CTA phase clocks of the last skinny launch (RTV_SKINNY_TRACE=1) */
     int sk_trace_ctas;
-    int sk_regs[8][2];
+    int sk_regs[8][2][2];       /* [NT - 1][64 / 128 rows][1 / 2 warps per row block] */
+    int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
