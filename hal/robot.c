@@ -108,6 +108,10 @@ static void sim_opts_from_cfg(const rtv_config *cfg, rtv_bus_proto proto, rtv_si
     so->latency_us = cfg->robot.sim_latency_us;
     so->noise_ticks = cfg->robot.sim_noise;
     so->tau_ms = cfg->robot.sim_tau_ms;
+    /* The simulator stands in for servos, which answer within microseconds whatever the host
+     * is doing: its thread runs at the control thread's SCHED_FIFO priority (when granted),
+     * so an encode on the same cores does not delay its replies. */
+    so->rt_prio = cfg->runtime.prio_control;
 }
 
 /* ---- register helpers (init-time) -------------------------------------------------------- */

@@ -48,7 +48,7 @@ static void check_rt(const rtv_config *cfg)
 {
     printf("real-time:\n");
     int want = cfg->runtime.prio_control;
-    if (cfg->runtime.prio_action > want) want = cfg->runtime.prio_action;
+    if (rtv_cfg_action_prio(cfg) > want) want = rtv_cfg_action_prio(cfg);
     if (cfg->runtime.prio_vl > want) want = cfg->runtime.prio_vl;
     struct rlimit rl;
     char buf[256];

@@ -141,8 +141,10 @@ static const rtv_cfg_key keys[] = {
       .max = 1, .unit = "", .doc = "ensemble weight exp(-decay * i), i = 0 for the oldest chunk (ACT's m)" },
     { "runtime.priorities.control", RTV_CFG_INT, F(runtime.prio_control), .def = "80", .min = 0,
       .max = 99, .unit = "", .doc = "SCHED_FIFO priority of the control thread (0: SCHED_OTHER)" },
-    { "runtime.priorities.action", RTV_CFG_INT, F(runtime.prio_action), .def = "70", .min = 0,
-      .max = 99, .unit = "", .doc = "SCHED_FIFO priority of the action thread (0: SCHED_OTHER)" },
+    { "runtime.priorities.action", RTV_CFG_INT, F(runtime.prio_action), .def = "-1", .min = -1,
+      .max = 99, .unit = "", .doc = "SCHED_FIFO priority of the action thread (0: SCHED_OTHER; -1: "
+      "70 with backend cuda, SCHED_OTHER with cpu, whose action thread computes for tens of ms "
+      "and at SCHED_FIFO keeps the kernel workers that carry serial bytes off its core)" },
     { "runtime.priorities.vl", RTV_CFG_INT, F(runtime.prio_vl), .def = "0", .min = 0, .max = 99,
       .unit = "", .doc = "SCHED_FIFO priority of the VL thread (0: SCHED_OTHER)" },
     { "runtime.cpus.control", RTV_CFG_INT, F(runtime.cpu_control), .def = "-1", .min = -1,
@@ -1107,6 +1109,12 @@ out:
     free(text);
     free(L);
     return st;
+}
+
+int rtv_cfg_action_prio(const rtv_config *cfg)
+{
+    if (cfg->runtime.prio_action >= 0) return cfg->runtime.prio_action;
+    return strcmp(cfg->model.backend, "cpu") ? 70 : 0;
 }
 
 /* ---- printing: rtvla config, configs/README.md ----------------------------------------- */

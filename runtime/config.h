@@ -70,7 +70,8 @@ typedef struct rtv_config {
         int vl_every_n_cycles;           /* VL pacing: 0 = back to back */
         rtv_aggregate aggregate;
         float ensemble_decay;            /* temporal-ensemble weight decay (ACT's m) */
-        int prio_control, prio_action, prio_vl; /* SCHED_FIFO priorities (0 = SCHED_OTHER) */
+        int prio_control, prio_action, prio_vl; /* SCHED_FIFO priorities (0 = SCHED_OTHER;
+                                                 * action -1: rtv_cfg_action_prio decides) */
         int cpu_control, cpu_action, cpu_vl;    /* CPU affinity (-1 = any) */
         int history;                     /* copy of model.m.history (key model.history) */
     } runtime;
@@ -144,5 +145,13 @@ typedef struct rtv_cfg_key {
 } rtv_cfg_key;
 
 const rtv_cfg_key *rtv_config_keys(int *n_keys);
+
+/* The action thread's SCHED_FIFO priority (0: SCHED_OTHER): runtime.priorities.action, or
+ * for -1 (the default) 70 when the model runs on a GPU and 0 on the CPU backend. On the CPU the
+ * action thread computes for tens of ms per cycle; at SCHED_FIFO it keeps SCHED_OTHER kernel
+ * workers off its core, among them the tty workers that carry the servo bus's bytes (measured,
+ * 2-core VM, sim bus: bus_read p95 15-18 ms and control misses at FIFO 70, 2.0 ms and none
+ * at SCHED_OTHER). With a GPU the thread sleeps while the GPU works. */
+int rtv_cfg_action_prio(const rtv_config *cfg);
 
 #endif

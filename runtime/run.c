@@ -135,7 +135,7 @@ static void *act_main(void *arg)
 {
     rtv_run *r = arg;
     const rtv_config *cfg = r->cfg;
-    rtv_rt_thread_setup("rtv-action", cfg->runtime.prio_action, cfg->runtime.cpu_action,
+    rtv_rt_thread_setup("rtv-action", rtv_cfg_action_prio(cfg), cfg->runtime.cpu_action,
                         RUN_STACK_PREFAULT, &r->g_act);
     if (rtv_gpu_split_use(RTV_GPU_SIDE_ACTION)) {
         rtv_run_set_fault(r, "action thread: GPU split", rtv_last_error());
