@@ -71,6 +71,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
     cudaFreeHost(s->staging);
+    if (s->done) cudaEventDestroy(s->done);
     if (s->s) cudaStreamDestroy(s->s);
     free(s);
 }
@@ -109,6 +110,13 @@ static int cuda_stream_new(rtv_stream **out)
     if (cublasCreate(&s->blas) != CUBLAS_STATUS_SUCCESS ||
         cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
         st = rtv_fail(RTV_E_DEVICE, "cuBLAS: could not create a handle");
+        goto fail;
+    }
+    /* sync waits on this event, sleeping (see cuda_sync); made in the stream's context */
+    s->spin = rtv_cuda_env_switch("RTV_CUDA_SPIN", 0);
+    if ((e = cudaEventCreateWithFlags(&s->done, cudaEventBlockingSync |
+                                                    cudaEventDisableTiming)) != cudaSuccess) {
+        st = rtv_cuda_fail(e, "cudaEventCreateWithFlags", __FILE__, __LINE__);
         goto fail;
     }
     if (pushed) {
@@ -205,9 +213,21 @@ static int cuda_download(rtv_stream *s, float *dst, const void *src, size_t n)
     return RTV_OK;
 }
 
+/* The calling thread SLEEPS until the stream's work is done (an event made with
+ * cudaEventBlockingSync), where cudaStreamSynchronize would by default spin whenever the
+ * process has fewer CUDA contexts than CPUs. The action thread runs at SCHED_FIFO: spinning,
+ * it would hold its core for the whole action cycle and keep SCHED_OTHER work off it, among
+ * it the kernel workers that carry the servo bus's bytes (what the CPU backend showed: bus
+ * replies late by 15-18 ms at p95, runtime.priorities.action in configs/README.md). The wake-up
+ * costs tens of microseconds; RTV_CUDA_SPIN=1 spins (for comparing). */
 static int cuda_sync(rtv_stream *s)
 {
-    CU_TRY(cudaStreamSynchronize(s->s));
+    if (s->spin) {
+        CU_TRY(cudaStreamSynchronize(s->s));
+    } else {
+        CU_TRY(cudaEventRecord(s->done, s->s));
+        CU_TRY(cudaEventSynchronize(s->done));
+    }
     s->staging_used = 0;
     return RTV_OK;
 }

@@ -46,6 +46,8 @@ struct rtv_stream {
     char *staging;              /* pinned host staging, bump-allocated, reset by sync */
     size_t staging_bytes, staging_used;
     int capturing;
+    cudaEvent_t done;           /* recorded and waited on by sync (blocking, not spinning) */
+    int spin;                   /* RTV_CUDA_SPIN=1: sync by cudaStreamSynchronize instead */
     int sm_count;               /* SMs of this stream's partition (0 = whole GPU) */
     int dev_sms;                /* SMs of the device */
     /* skinny GEMM (skinny.cu): on/off and tuning (tune.h: sk_tile: 0 auto, 1 = 64 rows, 2 = 128), clusters,
