@@ -58,14 +58,15 @@ mm)
 sk)
   # a hang (a copy that never lands) shows here in seconds rather than in the test suite
   RTV_SKINNY_TRACE=1 timeout 30 $C/bin/bench_matmul 3 qkv "skinny auto" > "$O/sk_guard.txt" 2>&1
-  echo "== sk guard rc=$?"; tail -3 "$O/sk_guard.txt"
+  rc=$?; echo "== sk guard rc=$rc"; tail -3 "$O/sk_guard.txt"
+  if [ $rc -ne 0 ]; then echo "== sk: guard failed, per-shape runs skipped"; else
   for v in "RTV_SKINNY_TMA=1" "RTV_SKINNY_KW=1" "RTV_SKINNY_TMA=0" "RTV_SKINNY_EVICT=0"; do
     for sh in qkv o+res gate_up+geglu down+res act_out; do
       echo "== $v $sh"
       env $v RTV_SKINNY_TRACE=1 timeout 60 $C/bin/bench_matmul 20 "$sh" 2>&1 | grep -E "cublasLt|sk bn|skinny auto|trace" | \
         { [ "$v" = RTV_SKINNY_TMA=1 ] && cat || grep -A1 "skinny auto"; }
     done
-  done 2>&1 | tee "$O/sk.txt" ;;
+  done 2>&1 | tee "$O/sk.txt"; fi ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done
