@@ -60,7 +60,7 @@ sk)
   RTV_SKINNY_TRACE=1 timeout 30 $C/bin/bench_matmul 3 qkv "skinny auto" > "$O/sk_guard.txt" 2>&1
   rc=$?; echo "== sk guard rc=$rc"; tail -3 "$O/sk_guard.txt"
   if [ $rc -ne 0 ]; then echo "== sk: guard failed, per-shape runs skipped"; else
-  for v in "RTV_SKINNY_TMA=1" "RTV_SKINNY_KW=1" "RTV_SKINNY_TMA=0" "RTV_SKINNY_EVICT=0"; do
+  for v in ${SK_VARIANTS:-RTV_SKINNY_TMA=1 RTV_SKINNY_KW=1 RTV_SKINNY_TMA=0 RTV_SKINNY_EVICT=0}; do
     for sh in qkv o+res gate_up+geglu down+res act_out; do
       echo "== $v $sh"
       env $v RTV_SKINNY_TRACE=1 timeout 60 $C/bin/bench_matmul 20 "$sh" 2>&1 | grep -E "cublasLt|sk bn|skinny auto|trace" | \
