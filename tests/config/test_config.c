@@ -96,6 +96,17 @@ static void test_examples(void)
     CHECK_MSG(st == RTV_OK, "%s", rtv_last_error());
     CHECK(!strcmp(cfg.robot.type, "koch") && cfg.cameras[0].width == 640); /* entry default */
 
+    /* the action thread's priority: -1 (default) is SCHED_OTHER on the CPU backend, FIFO 70 on a
+     * GPU; an explicit value is kept either way; below -1 is refused */
+    CHECK(def.runtime.prio_action == -1 && rtv_cfg_action_prio(&def) == 0);
+    CHECK(rtv_cfg_action_prio(&cfg) == 70); /* koch.yaml: backend cuda */
+    CHECK(rtv_config_set(&cfg, "runtime.priorities.action=55") == RTV_OK && rtv_cfg_action_prio(&cfg) == 55);
+    CHECK(rtv_config_set(&cfg, "runtime.priorities.action=0") == RTV_OK && rtv_cfg_action_prio(&cfg) == 0);
+    rtv_config_defaults(&cfg);
+    CHECK(rtv_config_set(&cfg, "runtime.priorities.action=40") == RTV_OK && rtv_cfg_action_prio(&cfg) == 40);
+    CHECK(rtv_config_set(&cfg, "runtime.priorities.action=-2") != RTV_OK);
+    CHECK(strstr(rtv_last_error(), "runtime.priorities.action"));
+
     /* an empty file and a comment-only file are the defaults */
     CHECK(rtv_config_load(&cfg, yaml_file(""), NULL, 0) == RTV_OK && same_config(&cfg, &def));
     CHECK(rtv_config_load(&cfg, yaml_file("# nothing\n"), NULL, 0) == RTV_OK && same_config(&cfg, &def));
