@@ -655,7 +655,7 @@ static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const
     const int max_ks = s->sk_cluster ? 8 : 16;
     /* Pick (BN, ks, kw): every CTA resident at once (one wave), then the most SMs busy, then
      * the fewest K splits (less to reduce), then the smaller tile, then two warps per row
-     * block (RTV_SKINNY_KW: 0 = so, 1 or 2 = only that). */
+     * block (RTV_SKINNY_KW unset: in this order; 1 or 2: only that many warps). */
     int best_bi = -1, best_ks = 0, best_kw = 1;
     long best_busy = -1;
     for (int bi = 0; bi < 2; bi++) {
