@@ -112,7 +112,8 @@ static __host__ __device__ __forceinline__ int sk_owned_rows(int nt, int ks)
 static __host__ __device__ __forceinline__ size_t sk_smem_bytes(int nt, int bn, int Kc, int ks,
                                                                 int cluster, int kw)
 {
-    size_t red = cluster && ks > 1 ? (size_t)ks * kw * sk_owned_rows(nt, ks) * (bn + 4) * 4 : 0;
+    (void)kw; /* the K warps' partials are added before the exchange */
+    size_t red = cluster && ks > 1 ? (size_t)ks * sk_owned_rows(nt, ks) * (bn + 4) * 4 : 0;
     return 1024 + sk_tiles_bytes(nt, bn, Kc) + red;
 }
 
@@ -223,16 +224,18 @@ static __device__ __forceinline__ unsigned sk_cluster_rank(void)
 #endif
     return r;
 }
-/* *p = v in the shared memory of cluster CTA `rank` (p: the same variable in ours) */
-static __device__ __forceinline__ void sk_st_remote(float *p, unsigned rank, float v)
+/* *p = v (16 bytes) in the shared memory of cluster CTA `rank` (p: the same place in ours) */
+static __device__ __forceinline__ void sk_st_remote4(float *p, unsigned rank, float4 v)
 {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
     unsigned a;
     asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(sk_saddr(p)), "r"(rank));
-    asm volatile("st.shared::cluster.f32 [%0], %1;" ::"r"(a), "f"(v) : "memory");
+    asm volatile("st.shared::cluster.v4.f32 [%0], {%1, %2, %3, %4};" ::"r"(a), "f"(v.x), "f"(v.y),
+                 "f"(v.z), "f"(v.w)
+                 : "memory");
 #else
     (void)rank;
-    *p = v;
+    *(float4 *)p = v;
 #endif
 }
 
@@ -362,11 +365,14 @@ static __global__ void __launch_bounds__(RW * KW * 32) skinny_k(const __grid_con
     SK_MARK(4);
 
     /* The partial tile's fragment (j, e) of a lane is feature 16 warp + g + 8 (e >> 1),
-     * activation row 8 j + 2 t + (e & 1). Split K: the ks partials of a column tile are summed
-     * in split order (deterministic). Cluster: CTA `rank` owns rows rank, rank + ks, ...; every
-     * CTA stores its partial of row r into slot [its rank][r / ks] of r's owner. Otherwise the
-     * CTA stages its tile in fp32 (over the operand tiles); with ks > 1 the tiles go through
-     * global memory and the last CTA to arrive finishes the column tile. */
+     * activation row 8 j + 2 t + (e & 1). Every CTA first stages its partial tile in fp32 over
+     * the operand tiles (read by now); the K warps of a row block add theirs in kw order.
+     * Split K: the ks partials of a column tile are summed in split order (deterministic).
+     * Cluster: CTA `rank` owns rows rank, rank + ks, ...; every CTA copies each staged row,
+     * 16 bytes per thread and store (consecutive threads: consecutive bytes of one row, so the
+     * remote stores coalesce), into slot [its rank][r / ks] of row r's owner. Otherwise, with
+     * ks > 1, the tiles go through global memory and the last CTA to arrive finishes the
+     * column tile. */
     const int nthr = blockDim.x;
     int rank = 0, rstep = 1, nsrc = 1;
     bool global = false;
@@ -374,69 +380,59 @@ static __global__ void __launch_bounds__(RW * KW * 32) skinny_k(const __grid_con
     size_t sstride = 0;
     const size_t tile_floats = (size_t)64 * STG;
     float *stg = (float *)sh;
-    if (clus) {
-        const int R = sk_owned_rows(NT, ks); /* slots: [ks][KW][R][STG] */
-        float *red = (float *)(sh + sk_tiles_bytes(NT, BN, a.Kc));
-        rank = (int)sk_cluster_rank();
-        sk_cluster_wait(); /* every CTA of the cluster has started */
-        if (active)
+#pragma unroll
+    for (int q = 0; q < KW; q++) {
+        __syncthreads();
+        if (active && kw == q)
 #pragma unroll
             for (int j = 0; j < NT; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int row = 8 * j + 2 * t + (e & 1);
-                    if (row < a.M)
-                        sk_st_remote(red + (size_t)((rank * KW + kw) * R + row / ks) * STG + warp * 16 + g +
-                                         8 * (e >> 1),
-                                     (unsigned)(row % ks), acc[j][e]);
+                    float *d = &stg[(8 * j + 2 * t + (e & 1)) * STG + warp * 16 + g + 8 * (e >> 1)];
+                    *d = q ? *d + acc[j][e] : acc[j][e];
                 }
+    }
+    __syncthreads();
+    src0 = stg;
+    if (clus) {
+        const int R = sk_owned_rows(NT, ks); /* slots: [ks][R][STG] */
+        float *red = (float *)(sh + sk_tiles_bytes(NT, BN, a.Kc));
+        rank = (int)sk_cluster_rank();
+        sk_cluster_wait(); /* every CTA of the cluster has started */
+        for (int i = tid; i < a.M * (BN / 4); i += nthr) {
+            const int row = i / (BN / 4), c4 = i - row * (BN / 4);
+            sk_st_remote4(red + (size_t)(rank * R + row / ks) * STG + 4 * c4, (unsigned)(row % ks),
+                          *(const float4 *)(stg + (size_t)row * STG + 4 * c4));
+        }
         sk_cluster_arrive();
         sk_cluster_wait(); /* every partial of our rows is in our slots */
         rstep = ks;
-        nsrc = ks * KW;
+        nsrc = ks;
         src0 = red;
         sstride = (size_t)R * STG;
-    } else {
-        /* the tiles are read: the staging tile reuses their shared memory; the K warps of a
-         * row block add their partials in kw order */
-#pragma unroll
-        for (int q = 0; q < KW; q++) {
-            __syncthreads();
-            if (active && kw == q)
-#pragma unroll
-                for (int j = 0; j < NT; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float *d = &stg[(8 * j + 2 * t + (e & 1)) * STG + warp * 16 + g + 8 * (e >> 1)];
-                        *d = q ? *d + acc[j][e] : acc[j][e];
-                    }
+    } else if (ks > 1) {
+        __shared__ int last;
+        float *mine = a.ws + ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * tile_floats;
+        for (int i = tid; i < a.M * (2 * CH); i += nthr) {
+            int row = i / (2 * CH), c4 = i % (2 * CH);
+            __stcg((float4 *)(mine + row * STG) + c4, *(const float4 *)(stg + row * STG + 4 * c4));
         }
         __syncthreads();
-        src0 = stg;
-        if (ks > 1) {
-            __shared__ int last;
-            float *mine = a.ws + ((size_t)blockIdx.y * gridDim.x + blockIdx.x) * tile_floats;
-            for (int i = tid; i < a.M * (2 * CH); i += nthr) {
-                int row = i / (2 * CH), c4 = i % (2 * CH);
-                __stcg((float4 *)(mine + row * STG) + c4, *(const float4 *)(stg + row * STG + 4 * c4));
-            }
-            __syncthreads();
-            if (tid == 0) {
-                /* the barrier made the CTA's partial visible to this thread; the release fence
-                 * is cumulative, so it is visible GPU-wide before the count moves */
-                asm volatile("fence.acq_rel.gpu;" ::: "memory");
-                int prev = atomicAdd(&a.cnt[blockIdx.x], 1);
-                last = prev == ks - 1;
-                if (last) a.cnt[blockIdx.x] = 0; /* every split has arrived: ready for the next */
-                asm volatile("fence.acq_rel.gpu;" ::: "memory");
-            }
-            __syncthreads();
-            if (!last) return;
-            nsrc = ks;
-            global = true;
-            src0 = a.ws + (size_t)blockIdx.x * tile_floats;
-            sstride = (size_t)gridDim.x * tile_floats;
+        if (tid == 0) {
+            /* the barrier made the CTA's partial visible to this thread; the release fence
+             * is cumulative, so it is visible GPU-wide before the count moves */
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");
+            int prev = atomicAdd(&a.cnt[blockIdx.x], 1);
+            last = prev == ks - 1;
+            if (last) a.cnt[blockIdx.x] = 0; /* every split has arrived: ready for the next */
+            asm volatile("fence.acq_rel.gpu;" ::: "memory");
         }
+        __syncthreads();
+        if (!last) return;
+        nsrc = ks;
+        global = true;
+        src0 = a.ws + (size_t)blockIdx.x * tile_floats;
+        sstride = (size_t)gridDim.x * tile_floats;
     }
 
     SK_MARK(5);
