@@ -23,15 +23,21 @@ tests)
     timeout 300 $C/bin/$t > "$O/${t%% *}.log" 2>&1; echo "== $t rc=$?"; grep -E "passed|tiny|graphs|backend|FAIL|fail" "$O/${t%% *}.log" | tail -8
   done
   # the other paths: split K through global memory (no clusters), no programmatic launches,
-  # cuBLAS attention, GELU as a pass, the few-row GEMM in the whole policy
+  # cuBLAS attention, the one-kernel attention for long keys, GELU as a pass, the few-row GEMM
+  # in the whole policy, the two L2 prefetch modes
   RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
   RTV_SKINNY_TMA=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_TMA=0 /'
   RTV_SKINNY_KW=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_KW=1 /'
   RTV_PDL=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_PDL=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
+  RTV_ATTN_LONG=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 /'
+  RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1 /'
+  RTV_ATTN_LONG=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 /'
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
-  RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /' ;;
+  RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
+  RTV_PREFETCH=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=1 /'
+  RTV_PREFETCH=2 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11

@@ -59,14 +59,6 @@ struct sk_args {
     long long *trace; /* non-NULL: per-CTA phase clocks (RTV_SKINNY_TRACE=1, tune.h) */
 };
 
-static __device__ __forceinline__ void sk_ldsm_x4(uint32_t *r, const bf16 *p)
-{
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-
 static __device__ __forceinline__ void sk_ldsm_x2(uint32_t *r, const bf16 *p)
 {
     unsigned a = (unsigned)__cvta_generic_to_shared(p);
@@ -74,10 +66,6 @@ static __device__ __forceinline__ void sk_ldsm_x2(uint32_t *r, const bf16 *p)
                  : "=r"(r[0]), "=r"(r[1])
                  : "r"(a));
 }
-
-/* element offset of 16-byte unit u (0..7) of row r in a chunk of 64-element rows, 128-byte
- * swizzle (the layout TMA's CU_TENSOR_MAP_SWIZZLE_128B writes at a 1024-byte aligned base) */
-static __device__ __forceinline__ int sk_swz(int r, int u) { return r * 64 + ((u ^ (r & 7)) << 3); }
 
 /* rows x Kc of a row-major matrix (row stride ldg) from column kb -> the chunked, swizzled
  * layout at dst ([Kc / 64][rows][64]), 16-byte cp.async from every thread; row r comes from
@@ -89,7 +77,7 @@ static __device__ __forceinline__ void sk_copy(bf16 *dst, int rows, const bf16 *
     const int per_row = Kc / 8; /* 16-byte units */
     for (int i = threadIdx.x; i < rows * per_row; i += blockDim.x) {
         const int r = i / per_row, c = i - r * per_row, kc = c >> 3, u = c & 7;
-        bf16 *d = dst + (size_t)kc * rows * 64 + sk_swz(r, u);
+        bf16 *d = dst + (size_t)kc * rows * 64 + rtv_swz(r, u);
         const long sr = src_row(r);
         if (sr >= 0) rtv_cp_async16(d, g + (size_t)sr * ldg + kb + 8 * c);
         else *(uint4 *)d = make_uint4(0, 0, 0, 0);
@@ -345,12 +333,12 @@ static __global__ void __launch_bounds__(RW * KW * 32) skinny_k(const __grid_con
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
                 uint32_t af[4];
-                sk_ldsm_x4(af, wa + (((2 * kk + ua) ^ sw) << 3));
+                rtv_ldsm_x4(af, wa + (((2 * kk + ua) ^ sw) << 3));
                 const int ob = ((2 * kk + ub) ^ sw) << 3;
 #pragma unroll
                 for (int p = 0; p < NT / 2; p++) {
                     uint32_t bf[4];
-                    sk_ldsm_x4(bf, xb + 16 * 64 * p + ob);
+                    rtv_ldsm_x4(bf, xb + 16 * 64 * p + ob);
                     rtv_mma16816(acc[2 * p], af[0], af[1], af[2], af[3], bf[0], bf[1]);
                     rtv_mma16816(acc[2 * p + 1], af[0], af[1], af[2], af[3], bf[2], bf[3]);
                 }
