@@ -129,10 +129,8 @@ static __global__ void __launch_bounds__(128 * KSP) attn_long_k(const __grid_con
                 if (e >> 1) mt_hi = fmaxf(mt_hi, x);
                 else mt_lo = fmaxf(mt_lo, x);
             }
-        mt_lo = fmaxf(mt_lo, __shfl_xor_sync(0xffffffffu, mt_lo, 1));
-        mt_lo = fmaxf(mt_lo, __shfl_xor_sync(0xffffffffu, mt_lo, 2));
-        mt_hi = fmaxf(mt_hi, __shfl_xor_sync(0xffffffffu, mt_hi, 1));
-        mt_hi = fmaxf(mt_hi, __shfl_xor_sync(0xffffffffu, mt_hi, 2));
+        mt_lo = rtv_quad_max(mt_lo);
+        mt_hi = rtv_quad_max(mt_hi);
         const float mn_lo = fmaxf(m_lo, mt_lo), mn_hi = fmaxf(m_hi, mt_hi);
         /* nothing seen yet (m = -inf): O and the sum are 0, any factor will do */
         const float al_lo = m_lo == -INFINITY ? 0.f : __expf(m_lo - mn_lo);
@@ -149,10 +147,8 @@ static __global__ void __launch_bounds__(128 * KSP) attn_long_k(const __grid_con
                 if (e >> 1) ps_hi += y;
                 else ps_lo += y;
             }
-        ps_lo += __shfl_xor_sync(0xffffffffu, ps_lo, 1);
-        ps_lo += __shfl_xor_sync(0xffffffffu, ps_lo, 2);
-        ps_hi += __shfl_xor_sync(0xffffffffu, ps_hi, 1);
-        ps_hi += __shfl_xor_sync(0xffffffffu, ps_hi, 2);
+        ps_lo = rtv_quad_sum(ps_lo);
+        ps_hi = rtv_quad_sum(ps_hi);
         l_lo = l_lo * al_lo + ps_lo;
         l_hi = l_hi * al_hi + ps_hi;
         m_lo = mn_lo;

@@ -113,10 +113,8 @@ static __global__ void __launch_bounds__(AS_THREADS)
             if (e >> 1) m_hi = fmaxf(m_hi, x);
             else m_lo = fmaxf(m_lo, x);
         }
-    m_lo = fmaxf(m_lo, __shfl_xor_sync(0xffffffffu, m_lo, 1));
-    m_lo = fmaxf(m_lo, __shfl_xor_sync(0xffffffffu, m_lo, 2));
-    m_hi = fmaxf(m_hi, __shfl_xor_sync(0xffffffffu, m_hi, 1));
-    m_hi = fmaxf(m_hi, __shfl_xor_sync(0xffffffffu, m_hi, 2));
+    m_lo = rtv_quad_max(m_lo);
+    m_hi = rtv_quad_max(m_hi);
     float l_lo = 0.f, l_hi = 0.f;
 #pragma unroll
     for (int j = 0; j < AS_HK / 8; j++)
@@ -129,10 +127,8 @@ static __global__ void __launch_bounds__(AS_THREADS)
             if (e >> 1) l_hi += y;
             else l_lo += y;
         }
-    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 1);
-    l_lo += __shfl_xor_sync(0xffffffffu, l_lo, 2);
-    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 1);
-    l_hi += __shfl_xor_sync(0xffffffffu, l_hi, 2);
+    l_lo = rtv_quad_sum(l_lo);
+    l_hi = rtv_quad_sum(l_hi);
 
     /* O = P V, keys in steps of 16 */
     float oacc[HD8][4];

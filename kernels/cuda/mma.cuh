@@ -66,6 +66,18 @@ static __device__ __forceinline__ void rtv_ldsm_x4_trans(uint32_t *r, const void
                  : "r"(a));
 }
 
+/* A row's max and sum over the quad of lanes that holds it in an MMA accumulator (lanes 4g..4g+3). */
+static __device__ __forceinline__ float rtv_quad_max(float v)
+{
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    return fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+}
+static __device__ __forceinline__ float rtv_quad_sum(float v)
+{
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    return v + __shfl_xor_sync(0xffffffffu, v, 2);
+}
+
 /* Programmatic dependent launch (sm_90+; no-ops elsewhere). wait: block until the grids this
  * one depends on have completed and their writes are visible (a kernel launched with the
  * programmatic-serialization attribute must call it before touching their outputs).
