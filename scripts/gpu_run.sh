@@ -2,7 +2,8 @@
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
 # tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
-# few-row GEMM per expert shape with its phase trace, under each load path), pi0test
+# few-row GEMM per expert shape with its phase trace, under each load path), optin (the opt-in
+# paths' tests and action cycle against the default), pi0test
 # (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
@@ -73,6 +74,16 @@ sk)
         { [ "$v" = RTV_SKINNY_TMA=1 ] && cat || grep -A1 "skinny auto"; }
     done
   done 2>&1 | tee "$O/sk.txt"; fi ;;
+optin)
+  # the opt-in paths not yet measured: their tests, then the action cycle with each on against
+  # the default in the same lease (make one the default only where it wins)
+  RTV_ATTN_LONG=1 timeout 120 $C/bin/test_cuda_ops 2>&1 | grep -E "FAIL|passed" | tail -6
+  RTV_ATTN_LONG=1 RTV_PREFETCH=1 timeout 120 $C/bin/test_cuda_policy 2>&1 | grep -E "FAIL|passed|tiny|graphs" | tail -7
+  RTV_PREFETCH=2 timeout 120 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /'
+  for v in "RTV_ATTN_LONG=0" "RTV_ATTN_LONG=1" "RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1" "RTV_PREFETCH=1" \
+           "RTV_PREFETCH=2" "RTV_ATTN_LONG=1 RTV_PREFETCH=1" "RTV_SKINNY=1"; do
+    echo "== $v"; env $v timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
+  done 2>&1 | tee "$O/optin.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done
