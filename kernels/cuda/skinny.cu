@@ -25,9 +25,10 @@
  *     weights as A (16 output features), activation rows as B (8 per n-tile, NT = ceil(M / 8)
  *     a template parameter);
  *   - split K across CTAs (grid.y): on sm_90 the splits of a column tile form a thread-block
- *     cluster; each CTA owns every ks-th row of the tile, and every CTA STORES its partial
- *     rows into the owner's shared memory (one slot per split; remote stores do not wait for
- *     a round trip), then one cluster barrier, then each owner sums its slots locally.
+ *     cluster; each CTA owns every ks-th row of the tile, and every CTA stages its partial
+ *     tile in fp32, then STORES each row into its owner's shared memory (one slot per split;
+ *     16-byte remote stores, consecutive threads on consecutive bytes), then one cluster
+ *     barrier, then each owner sums its slots locally.
  *     Elsewhere (or RTV_SKINNY_CLUSTER=0) partials go through the stream's scratch and the
  *     last CTA of a tile (arrival counter, reset by that CTA, so graph replays start at zero)
  *     finishes it. Either way the sum runs in split order: deterministic;
