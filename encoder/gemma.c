@@ -28,6 +28,7 @@ typedef struct layer_io {
     const void *kvbase;
     int limit_rows, limit_keys; /* attention's limit rule (expert: the state token) */
     const rtv_gemma_layer *next; /* the layer after this one (NULL: none), for prefetch */
+    int folded; /* the norms' weights are in qkv / gate_up: s_r after the GEMM (backend.h) */
 } layer_io;
 
 /* Where the backend has it, each GEMM's launch is preceded by a prefetch of the NEXT GEMM's
@@ -46,14 +47,21 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     const int QKV = rtv_model_qkv_dim(c), n = io->n, W = io->W, F = io->F;
     const float scale = (float)(1.0 / sqrt((double)c->head_dim));
 
-    if ((st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, n, W, c->rms_eps)))
+    /* folded: the GEMMs read x itself and the norm's row scale rides on RoPE and GeGLU */
+    const void *xn = io->folded ? io->x : io->xn;
+    if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, n, W, c->rms_eps)))
         return st;
     if ((st = prefetch(b, s, L->o, (size_t)W * Q)) ||
-        (st = b->matmul(s, io->qkv, QKV, io->xn, W, L->qkv, NULL, n, QKV, W, 0)))
+        (st = b->matmul(s, io->qkv, QKV, xn, W, L->qkv, NULL, n, QKV, W, 0)))
         return st;
     /* q heads and k heads are adjacent in the fused qkv row: one RoPE call covers both */
-    if ((st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
-                      c->rope_theta)))
+    if (io->folded)
+        st = b->rms_rope(s, io->qkv, QKV, QKV, io->x, W, c->rms_eps, n,
+                         c->n_heads + c->n_kv_heads, c->head_dim, io->pos0, c->rope_theta);
+    else
+        st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
+                     c->rope_theta);
+    if (st)
         return st;
     if (io->kvbase) {
         if ((st = b->attention(s, io->att, Q, io->qkv, QKV, rtv_cact_at(b, io->kvbase, Q),
@@ -74,17 +82,19 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     if ((st = prefetch(b, s, L->gate_up, (size_t)2 * F * W)) ||
         (st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
         return st;
-    if ((st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
+    if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
         return st;
     if ((st = prefetch(b, s, L->down, (size_t)W * F)))
         return st;
-    if (b->matmul_geglu) { /* one kernel where the backend can fuse them */
-        if ((st = b->matmul_geglu(s, io->ff, io->gu, io->xn, W, L->gate_up, n, F, W)))
+    if (b->matmul_geglu && !io->folded) { /* one kernel where the backend can fuse them */
+        if ((st = b->matmul_geglu(s, io->ff, io->gu, xn, W, L->gate_up, n, F, W)))
             return st;
     } else {
-        if ((st = b->matmul(s, io->gu, 2 * F, io->xn, W, L->gate_up, NULL, n, 2 * F, W, 0)))
+        if ((st = b->matmul(s, io->gu, 2 * F, xn, W, L->gate_up, NULL, n, 2 * F, W, 0)))
             return st;
-        if ((st = b->geglu(s, io->ff, io->gu, n, F)))
+        st = io->folded ? b->rms_geglu(s, io->ff, io->gu, io->x, W, c->rms_eps, n, F)
+                        : b->geglu(s, io->ff, io->gu, n, F);
+        if (st)
             return st;
     }
     if ((st = prefetch(b, s, io->next ? io->next->qkv : NULL, (size_t)QKV * W)) ||
@@ -100,7 +110,7 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, NULL};
+                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, NULL, 0};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
@@ -127,7 +137,7 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, NULL, ws->att,
                    ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL,
                    /* row 0 is the state token: it sees the prefix and itself only */
-                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, NULL};
+                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, NULL, p->exp_norms_folded};
     for (int l = 0; l < c->llm_depth; l++) {
         io.next = l + 1 < c->llm_depth ? &p->w.exp[l + 1] : NULL;
         io.kvbase = ws->lq[l];

@@ -116,6 +116,18 @@ typedef struct rtv_backend {
      * afterwards are unspecified); y must not overlap x, w or gu. */
     int (*matmul_geglu)(rtv_stream *s, void *y, void *gu, const void *x, int ldx, const void *w,
                         int M, int F, int K);
+    /* Optional, both or neither (NULL: rmsnorm before the GEMM, then rope / geglu): an RMSNorm
+     * moved behind the GEMM that reads it. With the norm's (1 + w) folded into the GEMM's input
+     * columns at load (W'[n, k] = W[n, k] (1 + w[k])), rmsnorm(x) . W^T = s_r (x . W'^T) row by
+     * row, s_r = rsqrt(mean(x[r, :]^2) + eps) over x[rows, dim] (contiguous; fp32 statistics
+     * as rmsnorm). rms_rope scales y[r, 0:cols] (row stride ld) by s_r and applies RoPE, as
+     * rope(), to its first n_heads heads; rms_geglu is geglu() with the gate and up values each
+     * scaled by s_r. The model uses them for the action expert, where each norm is a
+     * launch-bound pass over 50 rows. */
+    int (*rms_rope)(rtv_stream *s, void *y, int ld, int cols, const void *x, int dim, float eps,
+                    int rows, int n_heads, int head_dim, int pos0, float theta);
+    int (*rms_geglu)(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
+                     int rows, int ff);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
      * embeddings (period = tokens per view) and broadcast biases (period = 1). */
     int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,

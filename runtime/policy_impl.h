@@ -83,6 +83,8 @@ struct rtv_policy {
     const rtv_backend *b;
     rtv_arena w_arena;          /* every weight, one allocation */
     rtv_weights w;
+    int exp_norms_folded;       /* the expert's RMSNorm weights are folded into qkv and gate_up
+                                 * (weights.c; the backend has rms_rope and rms_geglu) */
     rtv_vis_layer *vis_layers;  /* host arrays behind w.vis / w.llm / w.exp */
     rtv_gemma_layer *llm_layers, *exp_layers;
     rtv_safetensors *st;        /* open checkpoint (embedding rows), NULL for random */

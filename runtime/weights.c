@@ -379,6 +379,7 @@ static int alloc_weights(rtv_policy *p)
 {
     const rtv_model_cfg *c = &p->cfg;
     size_t total;
+    p->exp_norms_folded = c->head == RTV_HEAD_FLOW && p->b->rms_rope && p->b->rms_geglu;
     p->vis_layers = calloc((size_t)c->vis_depth, sizeof(*p->vis_layers));
     p->llm_layers = calloc((size_t)c->llm_depth, sizeof(*p->llm_layers));
     p->exp_layers = calloc((size_t)c->llm_depth, sizeof(*p->exp_layers));
@@ -394,13 +395,56 @@ static int alloc_weights(rtv_policy *p)
     return layout(p, 0, &total);
 }
 
-/* Uploads n host values (dtype dt) into the slot of row r, layer l, at the row's offset. */
+static void to_f32(float *out, const void *src, rtv_dtype dt, int64_t n);
+
+/* The expert's norms folded into the GEMMs after them (p->exp_norms_folded, set where the
+ * backend has rms_rope and rms_geglu): column k of q/k/v and of gate/up is multiplied by
+ * (1 + w[k]) of the RMSNorm before it, in fp32 before the backend stores it, and the norm's
+ * row scale runs after the GEMM (backend.h). The norm's own weight is still uploaded, unused.
+ * fold_ln holds each layer's two norm weights in fp32 as they are put (the table lists every
+ * layer's norm before the GEMM rows that read it): [layer][0 attention, 1 MLP][We]. */
+static int fold_slot(const wrow *r)
+{
+    if (r->layers != L_EXP) return -1;
+    if (r->dst == GF(ln_attn) || r->dst == GF(qkv)) return 0;
+    if (r->dst == GF(ln_ffw) || r->dst == GF(gate_up)) return 1;
+    return -1;
+}
+
+/* Uploads n host values (dtype dt) into the slot of row r, layer l, at the row's offset;
+ * fold_ln (NULL: no folding) as above. */
 static int put(rtv_policy *p, const wrow *r, int l, const void *src, rtv_dtype dt, int64_t n,
-               int64_t rows)
+               int64_t rows, float *fold_ln)
 {
     const void *slot = *dst_slot(p, r, l);
-    int64_t off = r->row_off ? dim_of(&p->cfg, r->row_off) * (n / rows) : 0;
-    return p->b->upload_weight((void *)rtv_w_at(p->b, slot, (size_t)off), src, dt, (size_t)n);
+    const int64_t cols = n / rows, off = r->row_off ? dim_of(&p->cfg, r->row_off) * cols : 0;
+    void *dst = (void *)rtv_w_at(p->b, slot, (size_t)off);
+    const int k = fold_ln ? fold_slot(r) : -1;
+    if (k < 0) return p->b->upload_weight(dst, src, dt, (size_t)n);
+    const int we = p->cfg.exp_width;
+    float *nw = fold_ln + ((size_t)l * 2 + k) * we;
+    if (r->dst == GF(ln_attn) || r->dst == GF(ln_ffw)) {
+        to_f32(nw, src, dt, n); /* n == we: the shape was checked */
+        return p->b->upload_weight(dst, src, dt, (size_t)n);
+    }
+    float *w = malloc((size_t)n * sizeof(float));
+    if (!w) return rtv_fail(RTV_E_NOMEM, "weights: out of memory folding a norm into '%s'", r->name);
+    to_f32(w, src, dt, n);
+    for (int64_t i = 0; i < rows; i++)
+        for (int j = 0; j < we; j++) w[i * cols + j] *= 1.0f + nw[j];
+    int st = p->b->upload_weight(dst, w, RTV_DT_F32, (size_t)n);
+    free(w);
+    return st;
+}
+
+/* fold_ln for p (NULL with *st = RTV_OK where nothing is folded). */
+static float *fold_ln_new(const rtv_policy *p, int *st)
+{
+    *st = RTV_OK;
+    if (!p->exp_norms_folded) return NULL;
+    float *f = calloc((size_t)p->cfg.llm_depth * 2 * p->cfg.exp_width, sizeof(float));
+    if (!f) *st = rtv_fail(RTV_E_NOMEM, "weights: out of memory for the expert's norm weights");
+    return f;
 }
 
 /* Splits action_time_mlp_in (We, 2 We) into its action half and the per-step time bias:
@@ -482,11 +526,11 @@ int rtv_weights_load(rtv_policy *p, rtv_safetensors *st)
     const char *path = rtv_st_path(st);
     int n_t = rtv_st_count(st), ret;
     char name[256], used[272], want[96], got[96];
-    float *mlp_w = NULL, *mlp_b = NULL;
+    float *mlp_w = NULL, *mlp_b = NULL, *fold_ln = NULL;
     char *mark = calloc((size_t)n_t + 1, 1); /* 1 used, 2 known but not needed here */
     if (!mark)
         return rtv_fail(RTV_E_NOMEM, "%s: out of memory", path);
-    if ((ret = alloc_weights(p)))
+    if ((ret = alloc_weights(p)) || (fold_ln = fold_ln_new(p, &ret), ret))
         goto out;
 
     for (int i = 0; i < N_ROWS; i++) {
@@ -544,7 +588,7 @@ int rtv_weights_load(rtv_policy *p, rtv_safetensors *st)
                     goto out;
                 }
                 to_f32(*dst, data, t->dt, n);
-            } else if ((ret = put(p, r, l, data, t->dt, n, shape[0]))) {
+            } else if ((ret = put(p, r, l, data, t->dt, n, shape[0], fold_ln))) {
                 rtv_fail_prefix(ret, "%s: uploading '%s'", path, used);
                 goto out;
             }
@@ -574,6 +618,7 @@ out:
     free(mark);
     free(mlp_w);
     free(mlp_b);
+    free(fold_ln);
     return ret;
 }
 
@@ -581,9 +626,9 @@ int rtv_weights_random(rtv_policy *p, uint64_t seed)
 {
     const rtv_model_cfg *c = &p->cfg;
     char name[256];
-    float *buf = NULL, *mlp_w = NULL, *mlp_b = NULL;
+    float *buf = NULL, *mlp_w = NULL, *mlp_b = NULL, *fold_ln = NULL;
     int ret;
-    if ((ret = alloc_weights(p)))
+    if ((ret = alloc_weights(p)) || (fold_ln = fold_ln_new(p, &ret), ret))
         return ret;
     p->embed.st = NULL;
     p->embed.seed = seed;
@@ -609,7 +654,7 @@ int rtv_weights_random(rtv_policy *p, uint64_t seed)
                 mlp_b = data;
             } else {
                 buf = data;
-                ret = put(p, r, l, data, RTV_DT_F32, n, shape[0]);
+                ret = put(p, r, l, data, RTV_DT_F32, n, shape[0], fold_ln);
                 free(buf);
                 buf = NULL;
                 if (ret)
@@ -622,6 +667,7 @@ int rtv_weights_random(rtv_policy *p, uint64_t seed)
 out:
     free(mlp_w);
     free(mlp_b);
+    free(fold_ln);
     return ret;
 }
 

@@ -25,7 +25,7 @@ tests)
   done
   # the other paths: split K through global memory (no clusters), no programmatic launches,
   # cuBLAS attention, the one-kernel attention for long keys, GELU as a pass, the few-row GEMM
-  # in the whole policy, the two L2 prefetch modes
+  # in the whole policy, the two L2 prefetch modes, the expert's norms behind their GEMMs
   RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
   RTV_SKINNY_TMA=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_TMA=0 /'
   RTV_SKINNY_KW=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_KW=1 /'
@@ -38,7 +38,8 @@ tests)
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_PREFETCH=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=1 /'
-  RTV_PREFETCH=2 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /' ;;
+  RTV_PREFETCH=2 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /'
+  RTV_NORM_FOLD=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=1 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
@@ -78,11 +79,11 @@ optin)
   # the opt-in paths not yet measured: their tests, then the action cycle with each on against
   # the default in the same lease (make one the default only where it wins)
   RTV_ATTN_LONG=1 timeout 120 $C/bin/test_cuda_ops 2>&1 | grep -E "FAIL|passed" | tail -6
-  RTV_ATTN_LONG=1 RTV_PREFETCH=1 timeout 120 $C/bin/test_cuda_policy 2>&1 | grep -E "FAIL|passed|tiny|graphs" | tail -7
+  RTV_ATTN_LONG=1 RTV_PREFETCH=1 RTV_NORM_FOLD=1 timeout 120 $C/bin/test_cuda_policy 2>&1 | grep -E "FAIL|passed|tiny|graphs" | tail -7
   RTV_PREFETCH=2 timeout 120 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /'
-  for v in "RTV_ATTN_LONG=0" "RTV_ATTN_LONG=1" "RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1" "RTV_PREFETCH=1" \
-           "RTV_PREFETCH=2" "RTV_ATTN_LONG=1 RTV_PREFETCH=1" "RTV_SKINNY=1"; do
-    echo "== $v"; env $v timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
+  for v in ${OPTIN_VARIANTS:-"RTV_ATTN_LONG=0" "RTV_ATTN_LONG=1" "RTV_NORM_FOLD=1" "RTV_PREFETCH=1" \
+           "RTV_PREFETCH=2" "RTV_ATTN_LONG=1 RTV_NORM_FOLD=1 RTV_PREFETCH=1" "RTV_ATTN_LONG=0"}; do
+    echo "== $v ($(date +%T))"; env $v timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
   done 2>&1 | tee "$O/optin.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;

@@ -60,6 +60,13 @@ int rtv_cpu_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq,
                       int n_q, int n_heads, int n_kv_heads, int head_dim, float scale,
                       int limit_rows, int limit_keys);
 int rtv_cpu_geglu(rtv_stream *s, void *y, const void *gu, int rows, int ff);
+/* The RMSNorm row scale behind the GEMM (backend.h rms_rope / rms_geglu); rtv_cpu_rms_scale is
+ * the s_r of one row, the same double sum as rmsnorm. */
+float rtv_cpu_rms_scale(const float *x, int dim, float eps);
+int rtv_cpu_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, int dim, float eps,
+                     int rows, int n_heads, int head_dim, int pos0, float theta);
+int rtv_cpu_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
+                      int rows, int ff);
 int rtv_cpu_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
                             int period);
 int rtv_cpu_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n);

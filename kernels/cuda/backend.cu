@@ -341,6 +341,10 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         b.attention_batch = rtv_cuda_attention_batch;
         b.geglu = rtv_cuda_geglu;
         b.matmul_geglu = rtv_cuda_matmul_geglu;
+        if (rtv_cuda_env_switch("RTV_NORM_FOLD", 0)) { /* opt-in until measured on a GPU */
+            b.rms_rope = rtv_cuda_rms_rope;
+            b.rms_geglu = rtv_cuda_rms_geglu;
+        }
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;
         b.scale = rtv_cuda_scale;

@@ -226,3 +226,126 @@ int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int r
     LAUNCH_CHECK("rmsnorm");
     return RTV_OK;
 }
+
+/* ---- the RMSNorm moved behind its GEMM (backend.h rms_rope, rms_geglu) ----
+ * Each CTA works on one row (blockIdx.y) and first issues the loads of its own outputs' inputs,
+ * then computes the row's s_r = rsqrt(mean(x^2) + eps) itself (the row is 2 KB at the expert's
+ * width, read from L2 by every CTA of the row), so a row costs one pass instead of a norm
+ * kernel before the GEMM. */
+static __device__ float rms_row_scale(const bf16 *x, int dim, float eps, float *sh)
+{
+    float s = 0.0f;
+    if (!(dim & 7) && !((uintptr_t)x & 15)) {
+        for (int i = threadIdx.x; i < dim / 8; i += blockDim.x) {
+            uint4 v = __ldg((const uint4 *)x + i);
+            const bf16 *e = (const bf16 *)&v;
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                float f = __bfloat162float(e[k]);
+                s += f * f;
+            }
+        }
+    } else {
+        for (int i = threadIdx.x; i < dim; i += blockDim.x) {
+            float f = __bfloat162float(x[i]);
+            s += f * f;
+        }
+    }
+    return rsqrtf(block_sum(s, sh) / dim + eps);
+}
+
+/* Items of a row: n_heads * hd/2 rotation pairs (as rope_k), then the cols - n_heads * hd
+ * values after the heads (v), only scaled. */
+static __global__ void rms_rope_k(bf16 *y, int ld, int cols, const bf16 *x, int dim, float eps,
+                                  int n_heads, int hd, int pos0, float log2_theta)
+{
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    __shared__ float sh[32];
+    const int r = blockIdx.y, half = hd / 2, nrot = n_heads * half;
+    const int t = blockIdx.x * blockDim.x + threadIdx.x, items = nrot + cols - n_heads * hd;
+    bf16 *p = y + (size_t)r * ld;
+    int i = 0;
+    float a = 0.0f, b = 0.0f;
+    if (t < nrot) {
+        i = t % half;
+        p += (t / half) * hd + i;
+        a = __bfloat162float(p[0]);
+        b = __bfloat162float(p[half]);
+    } else if (t < items) {
+        p += n_heads * hd + (t - nrot);
+        a = __bfloat162float(p[0]);
+    }
+    const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
+    if (t < nrot) {
+        float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
+        float sn, cs;
+        sincosf((float)(pos0 + r) * inv_freq, &sn, &cs);
+        a *= sr;
+        b *= sr;
+        p[0] = __float2bfloat16(a * cs - b * sn);
+        p[half] = __float2bfloat16(b * cs + a * sn);
+    } else if (t < items) {
+        p[0] = __float2bfloat16(a * sr);
+    }
+}
+
+/* 8 outputs per thread with 16-byte accesses (ff % 8 == 0, aligned), else one. */
+template <int V>
+static __global__ void rms_geglu_k(bf16 *y, const bf16 *gu, const bf16 *x, int dim, float eps,
+                                   int ff)
+{
+    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    __shared__ float sh[32];
+    const int r = blockIdx.y, j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
+    const bf16 *g = gu + (size_t)r * 2 * ff + j;
+    alignas(16) bf16 gv[V], uv[V];
+    if (j < ff) {
+        if constexpr (V == 8) {
+            *(uint4 *)gv = *(const uint4 *)g;
+            *(uint4 *)uv = *(const uint4 *)(g + ff);
+        } else {
+            gv[0] = g[0];
+            uv[0] = g[ff];
+        }
+    }
+    const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
+    if (j >= ff) return;
+    alignas(16) bf16 o[V];
+#pragma unroll
+    for (int k = 0; k < V; k++)
+        o[k] = __float2bfloat16(rtv_gelu_tanh(sr * __bfloat162float(gv[k])) *
+                                (sr * __bfloat162float(uv[k])));
+    if constexpr (V == 8)
+        *(uint4 *)(y + (size_t)r * ff + j) = *(const uint4 *)o;
+    else
+        y[(size_t)r * ff + j] = o[0];
+}
+
+int rtv_cuda_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, int dim,
+                      float eps, int rows, int n_heads, int head_dim, int pos0, float theta)
+{
+    if (rows <= 0 || dim <= 0 || n_heads <= 0 || head_dim <= 0 || (head_dim & 1) ||
+        cols < n_heads * head_dim || ld < cols)
+        return rtv_fail(RTV_E_ARG, "rms_rope: rows=%d dim=%d cols=%d ld=%d heads=%d head_dim=%d",
+                        rows, dim, cols, ld, n_heads, head_dim);
+    const int items = n_heads * (head_dim / 2) + cols - n_heads * head_dim;
+    rms_rope_k<<<dim3(rtv_cdiv(items, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+        (bf16 *)y, ld, cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0, log2f(theta));
+    LAUNCH_CHECK("rms_rope");
+    return RTV_OK;
+}
+
+int rtv_cuda_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
+                       int rows, int ff)
+{
+    if (rows <= 0 || dim <= 0 || ff <= 0)
+        return rtv_fail(RTV_E_ARG, "rms_geglu: rows=%d dim=%d ff=%d", rows, dim, ff);
+    if (ff % 8 == 0 && !(((uintptr_t)y | (uintptr_t)gu) & 15))
+        rms_geglu_k<8><<<dim3(rtv_cdiv(ff / 8, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+            (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
+    else
+        rms_geglu_k<1><<<dim3(rtv_cdiv(ff, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+            (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
+    LAUNCH_CHECK("rms_geglu");
+    return RTV_OK;
+}

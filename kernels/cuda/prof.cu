@@ -99,6 +99,11 @@ WRAP(attention_batch, n_q <= 64 ? P_ATTN_S : P_ATTENTION, (rtv_stream *s, int nb
      (s, nb, out, ldo, so, q, ldq, sq, k, v, ldkv, skv, n_k, n_q, n_heads, n_kv_heads, head_dim,
       scale))
 WRAP(geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const void *gu, int rows, int ff), (s, y, gu, rows, ff))
+WRAP(rms_rope, rows <= 64 ? P_OTHER_S : P_ROPE, (rtv_stream *s, void *y, int ld, int cols, const void *x,
+     int dim, float eps, int rows, int n_heads, int head_dim, int pos0, float theta),
+     (s, y, ld, cols, x, dim, eps, rows, n_heads, head_dim, pos0, theta))
+WRAP(rms_geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const void *gu, const void *x,
+     int dim, float eps, int rows, int ff), (s, y, gu, x, dim, eps, rows, ff))
 WRAP(add_weight_rows, P_ADDW, (rtv_stream *s, void *y, const void *w, int rows, int dim,
      int period), (s, y, w, rows, dim, period))
 WRAP(axpy, P_AXPY, (rtv_stream *s, void *y, const void *x, float alpha, size_t n), (s, y, x, alpha, n))
@@ -135,5 +140,6 @@ void rtv_cuda_prof_install(rtv_backend *b)
     b->axpy = p_axpy; b->scale = p_scale; b->copy2d = p_copy2d; b->mean_rows = p_mean_rows;
     b->preprocess = p_preprocess; b->patchify = p_patchify; b->upload = p_upload;
     b->download = p_download; b->sync = p_sync;
+    if (b->rms_rope) { b->rms_rope = p_rms_rope; b->rms_geglu = p_rms_geglu; }
     atexit(p_report);
 }

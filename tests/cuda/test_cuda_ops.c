@@ -167,6 +167,29 @@ static void t_rope(int rows, int heads, int hd, int ld, int pos0)
     free(x);
 }
 
+/* The RMSNorm behind its GEMM (backend.h): rms_rope on a qkv-like row (q/k heads rotated, the
+ * rest scaled, nothing past cols written: compare covers the whole stride) and rms_geglu. */
+static void t_rms_fold(int rows, int dim, int heads, int hd, int cols, int ld, int ff)
+{
+    float *x = rnd((size_t)rows * dim, 3), *y = rnd((size_t)rows * ld, 2);
+    float *gu = rnd((size_t)rows * 2 * ff, 2);
+    pair X = act(x, (size_t)rows * dim), Y = act(y, (size_t)rows * ld);
+    pair GU = act(gu, (size_t)rows * 2 * ff), F = act(NULL, (size_t)rows * ff);
+    char what[128];
+    CHECK(G->rms_rope != NULL && G->rms_geglu != NULL);
+    CHECK(C->rms_rope(cs, Y.c, ld, cols, X.c, dim, 1e-6f, rows, heads, hd, 531, 1e4f) == 0);
+    CHECK(G->rms_rope(gs, Y.g, ld, cols, X.g, dim, 1e-6f, rows, heads, hd, 531, 1e4f) == 0);
+    snprintf(what, sizeof(what), "rms_rope rows=%d dim=%d heads=%d hd=%d cols=%d ld=%d", rows,
+             dim, heads, hd, cols, ld);
+    compare(what, Y, 2e-2f);
+    CHECK(C->rms_geglu(cs, F.c, GU.c, X.c, dim, 1e-6f, rows, ff) == 0);
+    CHECK(G->rms_geglu(gs, F.g, GU.g, X.g, dim, 1e-6f, rows, ff) == 0);
+    snprintf(what, sizeof(what), "rms_geglu rows=%d dim=%d ff=%d", rows, dim, ff);
+    compare(what, F, 2e-2f);
+    drop(X); drop(Y); drop(GU); drop(F);
+    free(x); free(y); free(gu);
+}
+
 static void t_attention(int n_q, int n0, int n1, int heads, int kvh, int hd, int lim_r, int lim_k)
 {
     int ldq = heads * hd + 2 * kvh * hd; /* fused qkv layout */
@@ -301,6 +324,7 @@ static void t_image(int w, int h, int pin)
 int main(int argc, char **argv)
 {
     C = rtv_backend_cpu();
+    setenv("RTV_NORM_FOLD", "1", 1); /* the opt-in rms_rope / rms_geglu ops are tested too */
     G = rtv_backend_cuda();
     if (!G) {
         printf("no CUDA device: skipped\n");
@@ -346,6 +370,9 @@ int main(int argc, char **argv)
     t_rope(512, 9, 256, 2560, 0);                     /* the prefix: q and k heads, 8 pairs per thread */
     t_rope(5, 3, 12, 40, 7);                          /* half head_dim not a multiple of 8: one pair per thread */
     t_rope(7, 2, 16, 36, 3);                          /* row stride not a multiple of 8 */
+    t_rms_fold(51, 1024, 9, 256, 2560, 2560, 4096);   /* the expert: q+k rotated, v scaled */
+    t_rms_fold(1, 1024, 9, 256, 2560, 2560 + 64, 4096); /* one row, a gap after the row */
+    t_rms_fold(7, 36, 2, 12, 30, 33, 20);             /* odd sizes: scalar paths */
     t_attention(256, 256, 0, 16, 16, 72, 0, 0);       /* SigLIP per view */
     t_attention(532, 532, 0, 8, 1, 256, 0, 0);        /* pi0 prefix, MQA */
     t_attention(51, 532, 51, 8, 1, 256, 1, 533);      /* suffix over cache, state-row limit */

@@ -6,7 +6,8 @@
  * LayerNorm inputs carry an offset of 3 so that a one-pass E[x^2] - E[x]^2 variance would
  * show up. RoPE: the reference builds inv_freq and the angle in fp32 exactly as PyTorch
  * (inv_freq = 1 / theta^(2i/hd), angle = (float)p * inv_freq), then rotates in double;
- * tolerance 1e-5 for sinf/cosf (<= 1 ulp) and two fp32 products and a sum per value. */
+ * tolerance 1e-5 for sinf/cosf (<= 1 ulp) and two fp32 products and a sum per value. The
+ * norm moved behind its GEMM (rms_rope, rms_geglu) against the unfused sequence. */
 #include <math.h>
 
 #include "kt.h"
@@ -100,6 +101,61 @@ static void test_rope_layout(void)
     CHECK(fabs(v[3] - (4 * cos(a1) + 2 * sin(a1))) < 1e-6);
 }
 
+/* The RMSNorm moved behind its GEMM (backend.h rms_rope, rms_geglu): with (1 + w) folded into
+ * the weight columns, GEMM then rms_rope / rms_geglu must equal rmsnorm, GEMM, then rope /
+ * geglu. q/k heads rotate, the rest of the row (v) is only scaled, and nothing past `cols` in
+ * the row stride is written. Tolerance 1e-5: the two orders differ by a few fp32 roundings per
+ * product, over sums of `dim` terms of either sign. */
+static void test_rms_fold(int rows, int dim, int heads, int hd, int cols, int ld, int ff)
+{
+    const float eps = 1e-6f;
+    kt_buf x = kt_buf_new((size_t)rows * dim), w = kt_buf_new(dim);
+    kt_buf wq = kt_buf_new((size_t)cols * dim), wg = kt_buf_new((size_t)2 * ff * dim);
+    kt_buf xn = kt_buf_new((size_t)rows * dim);
+    kt_buf qa = kt_buf_new((size_t)rows * ld), qb = kt_buf_new((size_t)rows * ld);
+    kt_buf ga = kt_buf_new((size_t)rows * 2 * ff), gb = kt_buf_new((size_t)rows * 2 * ff);
+    kt_buf fa = kt_buf_new((size_t)rows * ff), fb = kt_buf_new((size_t)rows * ff);
+    kt_fill(x.p, rows, dim, dim, 3.0f);
+    kt_fill(w.p, 1, dim, dim, 0.5f);
+    kt_fill(wq.p, cols, dim, dim, 1.0f / sqrtf((float)dim));
+    kt_fill(wg.p, 2 * ff, dim, dim, 1.0f / sqrtf((float)dim));
+    /* unfused */
+    int st = kt_b->rmsnorm(kt_s, xn.p, x.p, w.p, rows, dim, eps);
+    if (!st) st = kt_b->matmul(kt_s, qa.p, ld, xn.p, dim, wq.p, NULL, rows, cols, dim, 0);
+    if (!st) st = kt_b->rope(kt_s, qa.p, ld, rows, heads, hd, 7, 10000.0f);
+    if (!st) st = kt_b->matmul(kt_s, ga.p, 2 * ff, xn.p, dim, wg.p, NULL, rows, 2 * ff, dim, 0);
+    if (!st) st = kt_b->geglu(kt_s, fa.p, ga.p, rows, ff);
+    CHECK_MSG(st == RTV_OK, "%s", rtv_last_error());
+    /* folded */
+    for (int n = 0; n < cols; n++)
+        for (int k = 0; k < dim; k++) wq.p[(size_t)n * dim + k] *= 1.0f + w.p[k];
+    for (int n = 0; n < 2 * ff; n++)
+        for (int k = 0; k < dim; k++) wg.p[(size_t)n * dim + k] *= 1.0f + w.p[k];
+    st = kt_b->matmul(kt_s, qb.p, ld, x.p, dim, wq.p, NULL, rows, cols, dim, 0);
+    if (!st) st = kt_b->rms_rope(kt_s, qb.p, ld, cols, x.p, dim, eps, rows, heads, hd, 7, 10000.0f);
+    if (!st) st = kt_b->matmul(kt_s, gb.p, 2 * ff, x.p, dim, wg.p, NULL, rows, 2 * ff, dim, 0);
+    if (!st) st = kt_b->rms_geglu(kt_s, fb.p, gb.p, x.p, dim, eps, rows, ff);
+    CHECK_MSG(st == RTV_OK, "%s", rtv_last_error());
+    float *pa = malloc((size_t)rows * cols * sizeof(float)), *pb = malloc((size_t)rows * cols * sizeof(float));
+    kt_pack(pa, qa.p, rows, cols, ld);
+    kt_pack(pb, qb.p, rows, cols, ld);
+    if (!CHECK_CLOSE(pb, pa, (long)rows * cols, 1e-5f) ||
+        !CHECK_CLOSE(fb.p, fa.p, (long)rows * ff, 1e-5f))
+        fprintf(stderr, "  rms fold rows=%d dim=%d heads=%d hd=%d cols=%d ld=%d ff=%d\n", rows,
+                dim, heads, hd, cols, ld, ff);
+    CHECK_MSG(kt_guards_ok(&qb, rows, cols, ld), "rms_rope wrote outside its columns");
+    CHECK_MSG(kt_guards_ok(&fb, 0, 0, 0), "rms_geglu wrote outside y");
+    /* bad shapes are refused with the op's name */
+    CHECK(kt_b->rms_rope(kt_s, qb.p, ld, heads * hd - 1, x.p, dim, eps, rows, heads, hd, 0,
+                         1e4f) == RTV_E_ARG && strstr(rtv_last_error(), "rms_rope"));
+    CHECK(kt_b->rms_geglu(kt_s, fb.p, gb.p, x.p, 0, eps, rows, ff) == RTV_E_ARG &&
+          strstr(rtv_last_error(), "rms_geglu"));
+    free(pa);
+    free(pb);
+    kt_buf *all[] = { &x, &w, &wq, &wg, &xn, &qa, &qb, &ga, &gb, &fa, &fb };
+    for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++) kt_buf_free(all[i]);
+}
+
 int main(int argc, char **argv)
 {
     kt_init();
@@ -114,6 +170,9 @@ int main(int argc, char **argv)
     test_rope(7, 3, 6, 20, 100000, 500.0f);
     test_rope(3, 2, 64, 130, -5, 10000.0f);     /* negative positions rotate backwards */
     test_rope_layout();
+    test_rms_fold(1, 8, 1, 4, 6, 6, 3);
+    test_rms_fold(51, 64, 3, 16, 64, 72, 40);   /* the expert's shape, scaled down; v unrotated */
+    test_rms_fold(5, 1024, 9, 32, 320, 320, 96);
     kt_fini();
     return check_report(argv[0]);
 }
