@@ -11,6 +11,9 @@
  * later calls run the action rows alone (row0 1) and reuse its K/V: exactly pi0's mask (the
  * state token sees the prefix and itself; action tokens see everything), with the state
  * token's K/V computed once per action cycle instead of once per Euler step.
+ * Where the backend has rms_rope and rms_geglu, the expert's two norms run behind their GEMMs:
+ * the norm weights are folded into qkv and gate_up at load (weights.c) and the row scale rides
+ * on the RoPE and GeGLU passes (backend.h), two kernels fewer per layer and step.
  */
 #include <math.h>
 
