@@ -30,16 +30,8 @@ typedef struct layer_io {
     int kv_row;
     const void *kvbase;
     int limit_rows, limit_keys; /* attention's limit rule (expert: the state token) */
-    const rtv_gemma_layer *next; /* the layer after this one (NULL: none), for prefetch */
     int folded; /* the norms' weights are in qkv / gate_up: s_r after the GEMM (backend.h) */
 } layer_io;
-
-/* Where the backend has it, each GEMM's launch is preceded by a prefetch of the NEXT GEMM's
- * weights (backend.h), so their bytes stream in while this GEMM and the ops between run. */
-static int prefetch(const rtv_backend *b, rtv_stream *s, const void *w, size_t elems)
-{
-    return b->prefetch && w ? b->prefetch(s, w, elems * rtv_dtype_size(b->w_dt)) : RTV_OK;
-}
 
 static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, const layer_io *io)
 {
@@ -54,8 +46,7 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     const void *xn = io->folded ? io->x : io->xn;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, n, W, c->rms_eps)))
         return st;
-    if ((st = prefetch(b, s, L->o, (size_t)W * Q)) ||
-        (st = b->matmul(s, io->qkv, QKV, xn, W, L->qkv, NULL, n, QKV, W, 0)))
+    if ((st = b->matmul(s, io->qkv, QKV, xn, W, L->qkv, NULL, n, QKV, W, 0)))
         return st;
     /* q heads and k heads are adjacent in the fused qkv row: one RoPE call covers both */
     if (io->folded)
@@ -82,12 +73,9 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
                                c->head_dim, scale, 0, 0)))
             return st;
     }
-    if ((st = prefetch(b, s, L->gate_up, (size_t)2 * F * W)) ||
-        (st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
+    if ((st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
         return st;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
-        return st;
-    if ((st = prefetch(b, s, L->down, (size_t)W * F)))
         return st;
     if (b->matmul_geglu && !io->folded) { /* one kernel where the backend can fuse them */
         if ((st = b->matmul_geglu(s, io->ff, io->gu, xn, W, L->gate_up, n, F, W)))
@@ -100,8 +88,7 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         if (st)
             return st;
     }
-    if ((st = prefetch(b, s, io->next ? io->next->qkv : NULL, (size_t)QKV * W)) ||
-        (st = b->matmul(s, io->x, W, io->ff, F, L->down, NULL, n, W, F, RTV_MM_ACCUM)))
+    if ((st = b->matmul(s, io->x, W, io->ff, F, L->down, NULL, n, W, F, RTV_MM_ACCUM)))
         return st;
     return RTV_OK;
 }
@@ -113,11 +100,10 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, NULL, 0};
+                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, 0};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
-        io.next = l + 1 < c->llm_depth ? &p->w.llm[l + 1] : NULL;
         if ((st = layer(p, s, &p->w.llm[l], &io)))
             return st;
     }
@@ -140,9 +126,8 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, NULL, ws->att,
                    ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL,
                    /* row 0 is the state token: it sees the prefix and itself only */
-                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, NULL, p->exp_norms_folded};
+                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, p->exp_norms_folded};
     for (int l = 0; l < c->llm_depth; l++) {
-        io.next = l + 1 < c->llm_depth ? &p->w.exp[l + 1] : NULL;
         io.kvbase = ws->lq[l];
         io.qkv = rtv_act_at(b, ws->lq[l], (size_t)kv_row * QKV);
         if ((st = layer(p, s, &p->w.exp[l], &io)))

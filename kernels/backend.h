@@ -151,11 +151,6 @@ typedef struct rtv_backend {
      * patches row-major over the (size/p) x (size/p) grid. */
     int (*patchify)(rtv_stream *s, void *y, const void *img, int n_img, int size, int p);
 
-    /* Optional (NULL: nothing to do): a hint that the weights w[0, bytes) are read soon, by
-     * the GEMM after the one about to run. A backend may move them toward its compute units in
-     * the background (CUDA: into L2 on a side stream while the current GEMM runs). Never
-     * changes a result. */
-    int (*prefetch)(rtv_stream *s, const void *w, size_t bytes);
 
     /* ---- graph capture (NULL on backends without it) ---- */
     int (*capture_begin)(rtv_stream *s);

@@ -2,8 +2,8 @@
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
 # tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
-# few-row GEMM per expert shape with its phase trace, under each load path), optin (the opt-in
-# paths' tests and action cycle against the default), pi0test
+# few-row GEMM per expert shape with its phase trace, under each load path), ab (VL encode and
+# action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test
 # (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
@@ -24,22 +24,17 @@ tests)
     timeout 300 $C/bin/$t > "$O/${t%% *}.log" 2>&1; echo "== $t rc=$?"; grep -E "passed|tiny|graphs|backend|FAIL|fail" "$O/${t%% *}.log" | tail -8
   done
   # the other paths: split K through global memory (no clusters), no programmatic launches,
-  # cuBLAS attention, the one-kernel attention for long keys, GELU as a pass, the few-row GEMM
-  # in the whole policy, the two L2 prefetch modes, the expert's norms behind their GEMMs
+  # cuBLAS attention, GELU as a pass, the few-row GEMM in the whole policy, the expert's norms
+  # before their GEMMs
   RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
   RTV_SKINNY_TMA=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_TMA=0 /'
   RTV_SKINNY_KW=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_KW=1 /'
   RTV_PDL=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_PDL=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
-  RTV_ATTN_LONG=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 /'
-  RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 RTV_ATTN_LONG_KSP=1 /'
-  RTV_ATTN_LONG=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_ATTN_LONG=1 /'
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
-  RTV_PREFETCH=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=1 /'
-  RTV_PREFETCH=2 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /'
-  RTV_NORM_FOLD=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=1 /' ;;
+  RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
@@ -75,16 +70,12 @@ sk)
         { [ "$v" = RTV_SKINNY_TMA=1 ] && cat || grep -A1 "skinny auto"; }
     done
   done 2>&1 | tee "$O/sk.txt"; fi ;;
-optin)
-  # the opt-in paths not yet measured: their tests, then the action cycle with each on against
-  # the default in the same lease (make one the default only where it wins)
-  RTV_ATTN_LONG=1 timeout 120 $C/bin/test_cuda_ops 2>&1 | grep -E "FAIL|passed" | tail -6
-  RTV_ATTN_LONG=1 RTV_PREFETCH=1 RTV_NORM_FOLD=1 timeout 120 $C/bin/test_cuda_policy 2>&1 | grep -E "FAIL|passed|tiny|graphs" | tail -7
-  RTV_PREFETCH=2 timeout 120 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFETCH=2 /'
-  for v in ${OPTIN_VARIANTS:-"RTV_ATTN_LONG=0" "RTV_ATTN_LONG=1" "RTV_NORM_FOLD=1" "RTV_PREFETCH=1" \
-           "RTV_PREFETCH=2" "RTV_ATTN_LONG=1 RTV_NORM_FOLD=1 RTV_PREFETCH=1" "RTV_ATTN_LONG=0"}; do
+ab)
+  # the same bench under each setting, first and last the same one so that drift shows; a
+  # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE)
+  for v in ${AB_VARIANTS:-"RTV_NORM_FOLD=1" "RTV_NORM_FOLD=0" "RTV_NORM_FOLD=1"}; do
     echo "== $v ($(date +%T))"; env $v timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
-  done 2>&1 | tee "$O/optin.txt" ;;
+  done 2>&1 | tee "$O/ab.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done

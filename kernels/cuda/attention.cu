@@ -151,13 +151,10 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
     if (limit_rows > 0 && limit_keys <= 0)
         return rtv_fail(RTV_E_ARG, "attention: limit_rows=%d with limit_keys=%d", limit_rows,
                         limit_keys);
-    if (n1 <= 0) { /* keys that fit a warp's registers: one kernel (attn_small.cu); head_dim
-                    * 128 or 256 with any key count: attn_long.cu */
+    if (n1 <= 0) { /* keys that fit a warp's registers: one kernel (attn_small.cu) */
         int st;
         if (!rtv_cuda_attn_small(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
-                                 head_dim, scale, limit_rows, limit_keys, &st) ||
-            !rtv_cuda_attn_long(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
-                                head_dim, scale, limit_rows, limit_keys, &st))
+                                 head_dim, scale, limit_rows, limit_keys, &st))
             return st;
     }
     /* One segment: both GEMMs run over the padded key count (the contract lets us read those

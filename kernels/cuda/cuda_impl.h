@@ -62,18 +62,10 @@ struct rtv_stream {
     int sk_regs[8][2][2];       /* [NT - 1][64 / 128 rows][1 / 2 warps per row block] */
     int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
-    int attn_long, attn_long_smem; /* attn_long.cu on (RTV_ATTN_LONG=1; default off), shared memory limit */
-    int attn_long_ksp;          /* warps per row block (RTV_ATTN_LONG_KSP=1: one; default two) */
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
-    /* prefetch op (prefetch.cu): side stream, fork/join events, a prefetch not yet joined */
-    cudaStream_t pf_s;
-    cudaEvent_t pf_fork, pf_join;
-    int pf_mode, pf_ctas, pf_pending;
-    size_t pf_max;              /* larger weights are not prefetched (40% of L2) */
-    unsigned *pf_sink;
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 
@@ -133,18 +125,6 @@ int rtv_cuda_attn_small(rtv_stream *s, void *out, int ldo, const void *q, int ld
                         const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
                         int head_dim, float scale, int limit_rows, int limit_keys, int *st);
 int rtv_cuda_attn_small_init(rtv_stream *s);
-/* Attention in one kernel (+ a combine) for head_dim 128/256 and any key count, one key
- * segment (attn_long.cu): returns 1 when the call is not its, else 0 with *st set. Opt-in
- * (RTV_ATTN_LONG=1) until it has run on a GPU; RTV_FUSED_ATTN=0 turns it off too. */
-int rtv_cuda_attn_long(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
-                       const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
-                       int head_dim, float scale, int limit_rows, int limit_keys, int *st);
-int rtv_cuda_attn_long_init(rtv_stream *s);
-/* The prefetch op (prefetch.cu), its per-stream set-up, and the join of a prefetch still out
- * (sync, capture_begin and capture_end). */
-int rtv_cuda_prefetch(rtv_stream *s, const void *w, size_t bytes);
-int rtv_cuda_prefetch_init(rtv_stream *s);
-int rtv_cuda_prefetch_join(rtv_stream *s);
 /* The same for nb attentions of one shape (offsets so, sq, skv in elements per attention). */
 int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so,
                               const void *q, int ldq, size_t sq, const void *k, const void *v,

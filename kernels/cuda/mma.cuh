@@ -35,33 +35,16 @@ static __device__ __forceinline__ void rtv_cp_async16(void *smem, const void *gm
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(s), "l"(gmem));
 }
 
-/* 16 bytes global -> shared, or zeros when !valid (cp.async with source size 0: the address is
- * not read, but must be a global one). */
-static __device__ __forceinline__ void rtv_cp_async16_z(void *smem, const void *gmem, bool valid)
-{
-    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
-    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem),
-                 "r"(valid ? 16 : 0));
-}
-
 /* Element offset of 16-byte unit u (0..7) of row r in a block of 64-element rows with the
  * 128-byte XOR swizzle (unit u of row r stored at u ^ (r & 7)): ldmatrix reading 8 rows at one
  * unit hits 8 different bank groups. */
 static __device__ __forceinline__ int rtv_swz(int r, int u) { return r * 64 + ((u ^ (r & 7)) << 3); }
 
-/* ldmatrix x4 (four 8x8 b16 matrices, row addresses from lanes 0-7, 8-15, 16-23, 24-31), plain
- * and transposed. */
+/* ldmatrix x4 (four 8x8 b16 matrices, row addresses from lanes 0-7, 8-15, 16-23, 24-31). */
 static __device__ __forceinline__ void rtv_ldsm_x4(uint32_t *r, const void *p)
 {
     unsigned a = (unsigned)__cvta_generic_to_shared(p);
     asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
-                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-                 : "r"(a));
-}
-static __device__ __forceinline__ void rtv_ldsm_x4_trans(uint32_t *r, const void *p)
-{
-    unsigned a = (unsigned)__cvta_generic_to_shared(p);
-    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
                  : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
                  : "r"(a));
 }

@@ -324,7 +324,8 @@ static void t_image(int w, int h, int pin)
 int main(int argc, char **argv)
 {
     C = rtv_backend_cpu();
-    setenv("RTV_NORM_FOLD", "1", 1); /* the opt-in rms_rope / rms_geglu ops are tested too */
+    setenv("RTV_NORM_FOLD", "1", 1); /* rms_rope / rms_geglu present even if the caller's
+                                      * environment switched them off */
     G = rtv_backend_cuda();
     if (!G) {
         printf("no CUDA device: skipped\n");
