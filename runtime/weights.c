@@ -428,7 +428,11 @@ static int put(rtv_policy *p, const wrow *r, int l, const void *src, rtv_dtype d
         return p->b->upload_weight(dst, src, dt, (size_t)n);
     }
     float *w = malloc((size_t)n * sizeof(float));
-    if (!w) return rtv_fail(RTV_E_NOMEM, "weights: out of memory folding a norm into '%s'", r->name);
+    if (!w) {
+        char name[256];
+        snprintf(name, sizeof(name), r->name, l);
+        return rtv_fail(RTV_E_NOMEM, "weights: out of memory folding the norm into '%s'", name);
+    }
     to_f32(w, src, dt, n);
     for (int64_t i = 0; i < rows; i++)
         for (int j = 0; j < we; j++) w[i * cols + j] *= 1.0f + nw[j];
