@@ -85,8 +85,7 @@ static int cuda_stream_new(rtv_stream **out)
     cudaError_t e;
     void *ctx = NULL;
     if (rtv_cuda_stream_factory) {
-        if ((st = rtv_cuda_stream_factory(&s->s, &sms)))
-            goto fail;
+        if ((st = rtv_cuda_stream_factory(&s->s, &sms))) goto fail;
     } else if ((e = cudaStreamCreateWithFlags(&s->s, cudaStreamNonBlocking)) != cudaSuccess) {
         st = rtv_cuda_fail(e, "cudaStreamCreateWithFlags", __FILE__, __LINE__);
         goto fail;
@@ -126,8 +125,7 @@ static int cuda_stream_new(rtv_stream **out)
     }
     s->sm_count = sms;
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
-    if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)))
-        goto fail;
+    if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s))) goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes) != CUBLAS_STATUS_SUCCESS ||
