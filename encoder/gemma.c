@@ -77,7 +77,9 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         return st;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
         return st;
-    if (b->matmul_geglu && !io->folded) { /* one kernel where the backend can fuse them */
+    /* one kernel where the backend can fuse them; not when folded: the row scale must reach
+     * the gate before GELU, which only rms_geglu applies */
+    if (b->matmul_geglu && !io->folded) {
         if ((st = b->matmul_geglu(s, io->ff, io->gu, xn, W, L->gate_up, n, F, W)))
             return st;
     } else {
