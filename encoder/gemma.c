@@ -73,6 +73,9 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
                                c->head_dim, scale, 0, 0)))
             return st;
     }
+    if (io->folded && b->rms_mlp) /* o-proj and the MLP block in one call (backend.h) */
+        return b->rms_mlp(s, io->x, io->att, L->o, Q, L->gate_up, L->down, io->gu, io->ff, W,
+                          c->rms_eps, n, F);
     if ((st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
         return st;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))

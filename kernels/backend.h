@@ -128,6 +128,17 @@ typedef struct rtv_backend {
                     int rows, int n_heads, int head_dim, int pos0, float theta);
     int (*rms_geglu)(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
                      int rows, int ff);
+    /* Optional (NULL: the ops below one by one): the end of a Gemma layer after attention, with
+     * the MLP's norm folded (as rms_geglu), in one call:
+     *   x += att . w_o^T (when att is not NULL: att [rows, qd], w_o [dim, qd]), then
+     *   x += ff . w_down[dim, F]^T with ff = rms_geglu(x . w_gu[2F, dim]^T),
+     * w_gu the gate rows then the up rows with the norm's (1 + w) folded in; x contiguous
+     * [rows, dim]; gu [rows, 2F] and ff [rows, F] are the caller's workspaces (contents
+     * afterwards unspecified). A backend may run it as one kernel (the action expert: 50 rows,
+     * where each of these GEMMs is a short, launch-bound weight stream). */
+    int (*rms_mlp)(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
+                   const void *w_gu, const void *w_down, void *gu, void *ff, int dim, float eps,
+                   int rows, int F);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
      * embeddings (period = tokens per view) and broadcast biases (period = 1). */
     int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,

@@ -70,6 +70,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->scratch);
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
+    cudaFree(s->mlp_sync);
     cudaFreeHost(s->staging);
     if (s->done) cudaEventDestroy(s->done);
     if (s->s) cudaStreamDestroy(s->s);
@@ -125,7 +126,9 @@ static int cuda_stream_new(rtv_stream **out)
     }
     s->sm_count = sms;
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
-    if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s))) goto fail;
+    if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
+        (st = rtv_cuda_mlp_init(s)))
+        goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
         cublasSetWorkspace(s->blas, s->blas_ws, s->blas_ws_bytes) != CUBLAS_STATUS_SUCCESS ||
@@ -323,6 +326,7 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         if (rtv_cuda_env_switch("RTV_NORM_FOLD", 1)) {
             b.rms_rope = rtv_cuda_rms_rope;
             b.rms_geglu = rtv_cuda_rms_geglu;
+            b.rms_mlp = rtv_cuda_rms_mlp;
         }
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;

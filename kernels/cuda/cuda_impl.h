@@ -66,6 +66,10 @@ struct rtv_stream {
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
+    /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid
+     * barrier and split-K arrival counters (zeroed, each reset by its last user) */
+    int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj;
+    unsigned *mlp_sync;
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 
@@ -152,6 +156,11 @@ int rtv_cuda_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, i
                       float eps, int rows, int n_heads, int head_dim, int pos0, float theta);
 int rtv_cuda_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
                        int rows, int ff);
+/* rms_mlp (backend.h): one persistent kernel where the shape allows, else three launches. */
+int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
+                     const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
+                     float eps, int rows, int F);
+int rtv_cuda_mlp_init(rtv_stream *s);
 int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
                              int period);
 int rtv_cuda_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n);

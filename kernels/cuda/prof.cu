@@ -104,6 +104,9 @@ WRAP(rms_rope, rows <= 64 ? P_OTHER_S : P_ROPE, (rtv_stream *s, void *y, int ld,
      (s, y, ld, cols, x, dim, eps, rows, n_heads, head_dim, pos0, theta))
 WRAP(rms_geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const void *gu, const void *x,
      int dim, float eps, int rows, int ff), (s, y, gu, x, dim, eps, rows, ff))
+WRAP(rms_mlp, rows <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *x, const void *att,
+     const void *w_o, int qd, const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
+     float eps, int rows, int F), (s, x, att, w_o, qd, w_gu, w_down, gu, ff, dim, eps, rows, F))
 WRAP(add_weight_rows, P_ADDW, (rtv_stream *s, void *y, const void *w, int rows, int dim,
      int period), (s, y, w, rows, dim, period))
 WRAP(axpy, P_AXPY, (rtv_stream *s, void *y, const void *x, float alpha, size_t n), (s, y, x, alpha, n))
@@ -141,5 +144,6 @@ void rtv_cuda_prof_install(rtv_backend *b)
     b->preprocess = p_preprocess; b->patchify = p_patchify; b->upload = p_upload;
     b->download = p_download; b->sync = p_sync;
     if (b->rms_rope) { b->rms_rope = p_rms_rope; b->rms_geglu = p_rms_geglu; }
+    if (b->rms_mlp) b->rms_mlp = p_rms_mlp;
     atexit(p_report);
 }

@@ -1,0 +1,469 @@
+/* kernels/cuda/mlp.cu — the action expert's MLP block in one persistent kernel (the rms_mlp op):
+ *
+ *   x[m, :] += down(geglu(s_m * (gate_up . x[m, :])))     s_m = rsqrt(mean(x[m, :]^2) + eps)
+ *
+ * with the RMSNorm's (1 + w) folded into gate_up's columns at load (backend.h rms_geglu). The
+ * unfused path is three launches per layer and Euler step (cuBLASLt gate_up, rms_geglu,
+ * cuBLASLt down + residual, ~22 us against 8.4 us for streaming the block's 25 MB of weights at
+ * 3 TB/s): each GEMM ramps up after its predecessor drained, and the down projection's split-K
+ * adds a reduce kernel. Here one CTA per SM (cooperative launch: all resident at once) runs
+ *
+ *   phase A  gate_up + GeGLU: item = 32 output features = 64 weight rows (per m16 tile 8 gate
+ *            rows and their 8 up rows, so gate and up of one (feature, row) meet in one
+ *            thread), over the whole K; every CTA also sums x[m]^2 from the chunks it streams
+ *            (its own s_m), and writes h[m, f] = gelu(s_m g) * (s_m u) in bf16;
+ *   barrier  but first each CTA issues the weight copies of its first phase-B item: they
+ *            stream in while the slowest CTA of phase A finishes;
+ *   phase B  down + residual: item = 32 output columns x a K split (KS splits chosen so that
+ *            items ~ CTAs); each split leaves its fp32 partial in scratch, the last to arrive
+ *            (arrival counter, reset by that CTA) adds all KS partials in split order and x:
+ *            deterministic.
+ *
+ * Every item streams 64-element K chunks of its weight rows and of the activation rows through
+ * an S-stage cp.async ring (16-byte copies, 128-byte swizzle, conflict-free ldmatrix) and 8
+ * warps run mma.sync m16n8k16 (weights as A, activation rows as B, n-tiles of 8 rows): each
+ * m16 tile is shared by 8 / tiles warps over the chunk's four k16 steps, their partial tiles
+ * added in shared memory in a fixed order. sm_80+ (nothing Hopper-only). RTV_FUSED_MLP=0 runs
+ * the unfused launches instead. */
+#include <math.h>
+
+#include "cuda_impl.h"
+#include "mma.cuh"
+
+#define MLP_THREADS 256
+#define MLP_STAGE 16384    /* bytes per stage: 64 weight rows + 64 activation rows of 64 bf16 */
+#define MLP_FEAT 32        /* phase A: output features per item */
+#define MLP_COLS 32        /* phase B: output columns per item */
+#define MLP_MAX_RB 1024    /* phase B arrival counters (dim <= 32768) */
+
+struct mlp_args {
+    bf16 *x;               /* [M, dim], the residual stream, updated in place */
+    const bf16 *wgu, *wd;  /* [2 ff, dim] (gate rows, then up rows), [dim, ff] */
+    const bf16 *att, *wo;  /* NULL, or phase O: att [M, qd], wo [dim, qd] */
+    bf16 *h;               /* [M, ff] */
+    float *part;           /* [ks, M, dim] phase B partials (ks > 1) */
+    unsigned *sync;        /* [0] barrier arrivals, [1] exits, [2 + rb] phase B arrivals */
+    int M, nt, dim, ff, ks, qd, kso; /* ks, kso: K splits of phases B and O */
+    float eps;
+};
+
+static __device__ __forceinline__ void mlp_cp16(void *smem, const void *g, bool ok)
+{
+    unsigned s = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(g),
+                 "r"(ok ? 16 : 0));
+}
+static __device__ __forceinline__ void mlp_commit(void)
+{
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void mlp_wait(void)
+{
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* The weight rows [RB][64] of chunk c into stage st; row r's k = 0 is at wrow(r). */
+template <int RB, typename WRow>
+static __device__ __forceinline__ void mlp_issue_w(unsigned char *sm, int st, int c, WRow wrow)
+{
+    bf16 *d = (bf16 *)(sm + (size_t)st * MLP_STAGE);
+    for (int i = threadIdx.x; i < RB * 8; i += MLP_THREADS) {
+        const int r = i >> 3, u = i & 7;
+        mlp_cp16(d + rtv_swz(r, u), wrow(r) + c * 64 + u * 8, true);
+    }
+}
+/* Activation rows [nt * 8][64] of chunk c into stage st (rows >= M zero-filled). */
+static __device__ __forceinline__ void mlp_issue_x(unsigned char *sm, int st, int c,
+                                                   const bf16 *X, int ldx, int M, int nt)
+{
+    bf16 *d = (bf16 *)(sm + (size_t)st * MLP_STAGE + MLP_STAGE / 2);
+    for (int i = threadIdx.x; i < nt * 64; i += MLP_THREADS) {
+        const int r = i >> 3, u = i & 7;
+        const bool ok = r < M;
+        mlp_cp16(d + rtv_swz(r, u), X + (size_t)(ok ? r : 0) * ldx + c * 64 + u * 8, ok);
+    }
+}
+
+/* One item: acc (this warp's m16 tile x nt n-tiles, its k16 steps only) over nch chunks of K.
+ * X and wrow start at the item's first K column. The first wpre chunks' weights are already
+ * in flight (issued before the grid barrier, one older commit group). SS: also sum the
+ * squares of activation row tid / 4 (a quarter of each chunk per thread) into *ss. */
+template <int RB, int S, bool SS, typename WRow>
+static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, const bf16 *X,
+                                                int ldx, int M, int nt, int nch, int wpre,
+                                                float (&acc)[8][4], float *ss)
+{
+    constexpr int TILES = RB / 16, KG = 8 / TILES, SPK = 4 / KG;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+    const int tl = warp % TILES, kg = warp / TILES;
+#pragma unroll
+    for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
+#pragma unroll
+    for (int c = 0; c < S - 1; c++) {
+        if (c < nch) {
+            if (c >= wpre) mlp_issue_w<RB>(sm, c, c, wrow);
+            mlp_issue_x(sm, c, c, X, ldx, M, nt);
+        }
+        mlp_commit();
+    }
+    for (int c = 0; c < nch; c++) {
+        const int cn = c + S - 1;
+        if (cn < nch) {
+            mlp_issue_w<RB>(sm, cn % S, cn, wrow);
+            mlp_issue_x(sm, cn % S, cn, X, ldx, M, nt);
+        }
+        mlp_commit();
+        mlp_wait<S - 1>();
+        __syncthreads();
+        const bf16 *ws = (const bf16 *)(sm + (size_t)(c % S) * MLP_STAGE);
+        const bf16 *xs = ws + MLP_STAGE / 4; /* MLP_STAGE / 2 bytes */
+#pragma unroll
+        for (int s = 0; s < SPK; s++) {
+            const int kk = kg * SPK + s;
+            uint32_t af[4];
+            rtv_ldsm_x4(af, ws + rtv_swz(tl * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+#pragma unroll
+            for (int jp = 0; jp < 4; jp++) {
+                if (2 * jp >= nt) break;
+                uint32_t bf[4];
+                rtv_ldsm_x4(bf, xs + rtv_swz(16 * jp + (lane & 7) + 8 * (lane >> 4),
+                                             2 * kk + ((lane >> 3) & 1)));
+                rtv_mma16816(acc[2 * jp], af[0], af[1], af[2], af[3], bf[0], bf[1]);
+                if (2 * jp + 1 < nt)
+                    rtv_mma16816(acc[2 * jp + 1], af[0], af[1], af[2], af[3], bf[2], bf[3]);
+            }
+        }
+        if (SS) {
+            const int r = threadIdx.x >> 2, q = threadIdx.x & 3;
+            if (r < M) {
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    uint4 v = *(const uint4 *)(xs + rtv_swz(r, 2 * q + h));
+                    const __nv_bfloat162 *p = (const __nv_bfloat162 *)&v;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float2 f = __bfloat1622float2(p[e]);
+                        *ss += f.x * f.x + f.y * f.y;
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* the stage may be refilled by the next iteration */
+    }
+    mlp_wait<0>();
+    /* the k groups' partial tiles meet: groups 1.. leave theirs in the (free) ring, group 0
+     * adds them in group order */
+    float *red = (float *)sm;
+    if (kg > 0) {
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) red[(warp * 32 + j * 4 + e) * 32 + lane] = acc[j][e];
+    }
+    __syncthreads();
+    if (kg == 0) {
+#pragma unroll
+        for (int g2 = 1; g2 < KG; g2++)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    acc[j][e] += red[((tl + g2 * TILES) * 32 + j * 4 + e) * 32 + lane];
+    }
+    __syncthreads(); /* red is read: the ring may be refilled */
+}
+
+/* All CTAs of the (cooperative) grid meet; writes before it are visible after it. The n-th
+ * barrier of a launch waits for n * gridDim.x arrivals (the count is reset at the exit). */
+static __device__ __forceinline__ void mlp_grid_barrier(unsigned *bar, unsigned n)
+{
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        __threadfence();
+        atomicAdd(bar, 1u);
+        const unsigned target = n * gridDim.x;
+        unsigned v;
+        const long long t0 = clock64();
+        do {
+            asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(bar) : "memory");
+            /* a CTA that never arrives (not co-resident) is a launch error, not a hang */
+            if (clock64() - t0 > (1ll << 34)) __trap();
+        } while (v < target);
+        __threadfence();
+    }
+    __syncthreads();
+}
+
+/* Weight rows of a split-K item: MLP_COLS output columns (rows of W [dim, K]) from column
+ * block rb, K columns from split ks. */
+struct mlp_wrows {
+    const bf16 *base;
+    int K;
+    __device__ const bf16 *operator()(int R) const { return base + (size_t)R * K; }
+};
+static __device__ __forceinline__ mlp_wrows mlp_splitk_rows(const bf16 *W, int K, int kr, int rb,
+                                                            int ks)
+{
+    return mlp_wrows{ W + (size_t)rb * MLP_COLS * K + (size_t)ks * kr, K };
+}
+
+/* x[M, dim] += X[M, K] . W[dim, K]^T over items (column block, K split); the first item's
+ * first wpre chunks of weights are in flight. Each split leaves its fp32 partial in part; the
+ * last to arrive adds the splits in split order to x and resets the arrival counter. */
+template <int S>
+static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned char *sm,
+                                                  const bf16 *X, int K, const bf16 *W, int ks_n,
+                                                  int wpre, int *flag)
+{
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int nrb = a.dim / MLP_COLS, nb = nrb * ks_n, kr = K / ks_n, nch = kr / 64;
+    float acc[8][4];
+    for (int it = blockIdx.x; it < nb; it += gridDim.x) {
+        const int rb = it % nrb, ks = it / nrb;
+        mlp_item<MLP_COLS, S, false>(sm, mlp_splitk_rows(W, K, kr, rb, ks), X + (size_t)ks * kr,
+                                     K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0, acc,
+                                     NULL);
+        /* warps 0, 1 hold columns cb (e 0, 1) and cb + 8 (e 2, 3) of rows 8 j + 2 t + (e & 1) */
+        const int cb = rb * MLP_COLS + warp * 16 + g;
+        if (ks_n > 1) {
+            if (warp < 2)
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (j >= a.nt) break;
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
+                        if (m < a.M) a.part[((size_t)ks * a.M + m) * a.dim + col] = acc[j][e];
+                    }
+                }
+            __threadfence();
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                const unsigned old = atomicAdd(&a.sync[2 + rb], 1u);
+                *flag = old == (unsigned)ks_n - 1;
+                if (*flag) a.sync[2 + rb] = 0; /* all splits are in: ready for the next use */
+            }
+            __syncthreads();
+            const int last = *flag;
+            __syncthreads(); /* flag is read */
+            if (!last) continue;
+            __threadfence();
+        }
+        if (warp < 2)
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (j >= a.nt) break;
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
+                    if (m >= a.M) continue;
+                    float sum = acc[j][e];
+                    if (ks_n > 1) {
+                        sum = 0.f;
+                        for (int z = 0; z < ks_n; z++)
+                            sum += z == ks ? acc[j][e]
+                                           : __ldcg(&a.part[((size_t)z * a.M + m) * a.dim + col]);
+                    }
+                    /* x through L2: other CTAs write other columns of its lines */
+                    bf16 *p = a.x + (size_t)m * a.dim + col;
+                    *p = __float2bfloat16(__bfloat162float(__ldcg(p)) + sum);
+                }
+            }
+    }
+}
+
+/* Phase A's weight rows: smem row R is tile R / 16; tile rows 0-7 gate features, 8-15 the
+ * same features' up rows. */
+struct mlp_gurows {
+    const bf16 *w;
+    int f0, ff, dim;
+    __device__ const bf16 *operator()(int R) const
+    {
+        const int tile = R >> 4, r = R & 15, f = f0 + tile * 8 + (r & 7);
+        return w + (size_t)(r < 8 ? f : ff + f) * dim;
+    }
+};
+
+/* The first item's weights of the next phase, issued before a grid barrier: they stream in
+ * while the slowest CTA finishes the current phase. Returns the chunks issued. */
+template <int S, int RB, typename WRow>
+static __device__ __forceinline__ int mlp_prefetch(unsigned char *sm, WRow wrow, int nch)
+{
+    const int n = nch < S - 1 ? nch : S - 1;
+    for (int c = 0; c < n; c++) mlp_issue_w<RB>(sm, c, c, wrow);
+    mlp_commit();
+    return n;
+}
+
+template <int S>
+static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_constant__ mlp_args a)
+{
+    extern __shared__ __align__(1024) unsigned char mlp_sh[];
+    unsigned char *sm = mlp_sh;
+    float *rs = (float *)(sm + (size_t)S * MLP_STAGE); /* [64] row scales s_m */
+    int *flag = (int *)(rs + 64);
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const int na = a.ff / MLP_FEAT, nrb = a.dim / MLP_COLS;
+    unsigned nbar = 0;
+    int wpre = 0;
+
+    /* phase O (with att): the attention output projection and residual, x += att . wo^T */
+    if (a.att) {
+        mlp_splitk<S>(a, sm, a.att, a.qd, a.wo, a.kso, 0, flag);
+        if ((int)blockIdx.x < na)
+            wpre = mlp_prefetch<S, 64>(sm, mlp_gurows{ a.wgu, (int)blockIdx.x * MLP_FEAT, a.ff, a.dim },
+                                       a.dim / 64);
+        mlp_grid_barrier(&a.sync[0], ++nbar);
+    }
+
+    /* phase A: gate_up + row scale + GeGLU into h */
+    float acc[8][4];
+    for (int it = blockIdx.x; it < na; it += gridDim.x) {
+        const int f0 = it * MLP_FEAT;
+        float ss = 0.f;
+        mlp_item<64, S, true>(sm, mlp_gurows{ a.wgu, f0, a.ff, a.dim }, a.x, a.dim, a.M, a.nt,
+                              a.dim / 64, it == (int)blockIdx.x ? wpre : 0, acc, &ss);
+        ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+        ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+        if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
+        __syncthreads();
+        if (warp < 4) {
+            const int f = f0 + warp * 8 + g;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                if (j >= a.nt) break;
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int m = 8 * j + 2 * t + e;
+                    if (m < a.M) {
+                        const float sr = rs[m];
+                        a.h[(size_t)m * a.ff + f] =
+                            __float2bfloat16(rtv_gelu_tanh(sr * acc[j][e]) * (sr * acc[j][2 + e]));
+                    }
+                }
+            }
+        }
+        __syncthreads(); /* rs is read */
+    }
+
+    /* phase B: down + residual, split over K */
+    const int kr = a.ff / a.ks;
+    wpre = 0;
+    if ((int)blockIdx.x < nrb * a.ks)
+        wpre = mlp_prefetch<S, MLP_COLS>(
+            sm, mlp_splitk_rows(a.wd, a.ff, kr, blockIdx.x % nrb, blockIdx.x / nrb), kr / 64);
+    mlp_grid_barrier(&a.sync[0], ++nbar);
+    mlp_splitk<S>(a, sm, a.h, a.ff, a.wd, a.ks, wpre, flag);
+
+    /* the last CTA out resets the barrier for the next launch (all have left its spins) */
+    if (threadIdx.x == 0) {
+        const unsigned old = atomicAdd(&a.sync[1], 1u);
+        if (old == gridDim.x - 1) {
+            a.sync[0] = 0;
+            a.sync[1] = 0;
+        }
+    }
+}
+
+static size_t mlp_smem(int stages) { return (size_t)stages * MLP_STAGE + 64 * 4 + 16; }
+
+int rtv_cuda_mlp_init(rtv_stream *s)
+{
+    s->mlp_mode = rtv_cuda_env_switch("RTV_FUSED_MLP", 1);
+    /* RTV_MLP_COOP=0: an ordinary launch (one CTA per SM still fits, but nothing guarantees
+     * that all are resident at once when other work shares the GPU) */
+    s->mlp_coop = rtv_cuda_env_switch("RTV_MLP_COOP", 1);
+    s->mlp_oproj = rtv_cuda_env_switch("RTV_MLP_OPROJ", 1);
+    s->mlp_grid = 0;
+    if (!s->mlp_mode) return RTV_OK;
+    int dev = 0, optin = 0, coop = 0, occ = 0;
+    CU_TRY(cudaGetDevice(&dev));
+    CU_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+    CU_TRY(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
+    s->mlp_stages = (size_t)optin >= mlp_smem(8) ? 8 : (size_t)optin >= mlp_smem(5) ? 5 : 0;
+    if (!coop || !s->mlp_stages) return RTV_OK; /* rms_mlp runs the unfused launches */
+    const size_t smem = mlp_smem(s->mlp_stages);
+    if (s->mlp_stages == 8) {
+        CU_TRY(cudaFuncSetAttribute(mlp_k<8>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, mlp_k<8>, MLP_THREADS, smem));
+    } else {
+        CU_TRY(cudaFuncSetAttribute(mlp_k<5>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        CU_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&occ, mlp_k<5>, MLP_THREADS, smem));
+    }
+    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    s->mlp_grid = occ > 0 ? sms : 0; /* one CTA per SM of this stream's partition */
+    CU_TRY(cudaMalloc((void **)&s->mlp_sync, (2 + MLP_MAX_RB) * sizeof(unsigned)));
+    CU_TRY(cudaMemset(s->mlp_sync, 0, (2 + MLP_MAX_RB) * sizeof(unsigned)));
+    return RTV_OK;
+}
+
+/* K splits for a split-K phase: items (column blocks x splits) ~ CTAs, each split a whole
+ * number of 64-wide chunks. */
+static int mlp_splits(int dim, int K, int G)
+{
+    const int nrb = dim / MLP_COLS;
+    int ks = 1;
+    while (ks < 16 && (long)nrb * ks * 2 <= G && K % (ks * 2 * 64) == 0) ks *= 2;
+    return ks;
+}
+
+int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
+                     const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
+                     float eps, int rows, int F)
+{
+    if (rows <= 0 || dim <= 0 || F <= 0 || (att && (!w_o || qd <= 0)))
+        return rtv_fail(RTV_E_ARG, "rms_mlp: rows=%d dim=%d ff=%d qd=%d", rows, dim, F, qd);
+    int st;
+    const int G = s->mlp_grid;
+    const bool fused = G >= 8 && rows <= 64 && dim % 64 == 0 && dim / MLP_COLS <= MLP_MAX_RB &&
+                       F % MLP_FEAT == 0 && F % 64 == 0 &&
+                       !(((uintptr_t)x | (uintptr_t)w_gu | (uintptr_t)w_down | (uintptr_t)ff) & 15);
+    /* the output projection joins the kernel where it can (RTV_MLP_OPROJ=0: its own GEMM) */
+    const bool fuse_o = fused && att && s->mlp_oproj && qd % 64 == 0 &&
+                        !(((uintptr_t)att | (uintptr_t)w_o) & 15);
+    if (att && !fuse_o &&
+        (st = rtv_cuda_matmul(s, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM)))
+        return st;
+    if (!fused) {
+        if ((st = rtv_cuda_matmul(s, gu, 2 * F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0)) ||
+            (st = rtv_cuda_rms_geglu(s, ff, gu, x, dim, eps, rows, F)))
+            return st;
+        return rtv_cuda_matmul(s, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM);
+    }
+    mlp_args a;
+    a.x = (bf16 *)x;
+    a.wgu = (const bf16 *)w_gu;
+    a.wd = (const bf16 *)w_down;
+    a.att = fuse_o ? (const bf16 *)att : NULL;
+    a.wo = fuse_o ? (const bf16 *)w_o : NULL;
+    a.h = (bf16 *)ff;
+    a.part = NULL;
+    a.sync = s->mlp_sync;
+    a.M = rows;
+    a.nt = (rows + 7) / 8;
+    a.dim = dim;
+    a.ff = F;
+    a.qd = fuse_o ? qd : 0;
+    a.ks = mlp_splits(dim, F, G);
+    a.kso = fuse_o ? mlp_splits(dim, qd, G) : 1;
+    a.eps = eps;
+    const int kmax = a.ks > a.kso ? a.ks : a.kso;
+    if (kmax > 1) {
+        rtv_cuda_scratch_begin(s);
+        a.part = (float *)rtv_cuda_scratch(s, (size_t)kmax * rows * dim * sizeof(float));
+        if (!a.part) return RTV_E_NOMEM;
+    }
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.gridDim = dim3(G);
+    cfg.blockDim = dim3(MLP_THREADS);
+    cfg.dynamicSmemBytes = mlp_smem(s->mlp_stages);
+    cfg.stream = s->s;
+    cfg.attrs = attr;
+    cfg.numAttrs = s->mlp_coop ? 1 : 0;
+    if (s->mlp_stages == 8) CU_TRY(cudaLaunchKernelEx(&cfg, mlp_k<8>, a));
+    else CU_TRY(cudaLaunchKernelEx(&cfg, mlp_k<5>, a));
+    return RTV_OK;
+}
