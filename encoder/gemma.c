@@ -31,6 +31,8 @@ typedef struct layer_io {
     const void *kvbase;
     int limit_rows, limit_keys; /* attention's limit rule (expert: the state token) */
     int folded; /* the norms' weights are in qkv / gate_up: s_r after the GEMM (backend.h) */
+    int qkv_ready;                /* the previous layer's rms_mlp computed this one's qkv */
+    const rtv_qkv_next *next_qkv; /* rms_mlp computes the next layer's qkv (NULL: it doesn't) */
 } layer_io;
 
 static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, const layer_io *io)
@@ -46,17 +48,19 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     const void *xn = io->folded ? io->x : io->xn;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, n, W, c->rms_eps)))
         return st;
-    if ((st = b->matmul(s, io->qkv, QKV, xn, W, L->qkv, NULL, n, QKV, W, 0)))
-        return st;
-    /* q heads and k heads are adjacent in the fused qkv row: one RoPE call covers both */
-    if (io->folded)
-        st = b->rms_rope(s, io->qkv, QKV, QKV, io->x, W, c->rms_eps, n,
-                         c->n_heads + c->n_kv_heads, c->head_dim, io->pos0, c->rope_theta);
-    else
-        st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
-                     c->rope_theta);
-    if (st)
-        return st;
+    if (!io->qkv_ready) {
+        if ((st = b->matmul(s, io->qkv, QKV, xn, W, L->qkv, NULL, n, QKV, W, 0)))
+            return st;
+        /* q heads and k heads are adjacent in the fused qkv row: one RoPE call covers both */
+        if (io->folded)
+            st = b->rms_rope(s, io->qkv, QKV, QKV, io->x, W, c->rms_eps, n,
+                             c->n_heads + c->n_kv_heads, c->head_dim, io->pos0, c->rope_theta);
+        else
+            st = b->rope(s, io->qkv, QKV, n, c->n_heads + c->n_kv_heads, c->head_dim, io->pos0,
+                         c->rope_theta);
+        if (st)
+            return st;
+    }
     if (io->kvbase) {
         if ((st = b->attention(s, io->att, Q, io->qkv, QKV, rtv_cact_at(b, io->kvbase, Q),
                                rtv_cact_at(b, io->kvbase, (size_t)Q + KV), QKV, io->kv_row + n,
@@ -75,7 +79,7 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     }
     if (io->folded && b->rms_mlp) /* o-proj and the MLP block in one call (backend.h) */
         return b->rms_mlp(s, io->x, io->att, L->o, Q, L->gate_up, L->down, io->gu, io->ff, W,
-                          c->rms_eps, n, F);
+                          c->rms_eps, n, F, io->next_qkv);
     if ((st = b->matmul(s, io->x, W, io->att, Q, L->o, NULL, n, W, Q, RTV_MM_ACCUM)))
         return st;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
@@ -105,7 +109,7 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, 0};
+                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
@@ -131,12 +135,23 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     layer_io io = {rtv_act_at(b, ws->sx, (size_t)row0 * c->exp_width), ws->sxn, NULL, ws->att,
                    ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL,
                    /* row 0 is the state token: it sees the prefix and itself only */
-                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, p->exp_norms_folded};
+                   row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, p->exp_norms_folded, 0, NULL};
+    /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
+    const int chain = p->exp_norms_folded && b->rms_mlp != NULL;
+    rtv_qkv_next nq = {NULL, NULL, QKV, QKV, c->n_heads + c->n_kv_heads, c->head_dim, kv_row,
+                       c->rope_theta};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kvbase = ws->lq[l];
         io.qkv = rtv_act_at(b, ws->lq[l], (size_t)kv_row * QKV);
+        io.next_qkv = NULL;
+        if (chain && l + 1 < c->llm_depth) {
+            nq.w = p->w.exp[l + 1].qkv;
+            nq.y = rtv_act_at(b, ws->lq[l + 1], (size_t)kv_row * QKV);
+            io.next_qkv = &nq;
+        }
         if ((st = layer(p, s, &p->w.exp[l], &io)))
             return st;
+        io.qkv_ready = io.next_qkv != NULL;
     }
     return RTV_OK;
 }

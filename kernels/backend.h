@@ -48,6 +48,15 @@ typedef struct rtv_stream rtv_stream; /* opaque; per calling thread */
 /* Key rows a single-segment attention may read: n rounded up to a multiple of 8. */
 #define RTV_ATTN_KEY_PAD(n) (((n) + 7) & ~7)
 
+/* rms_mlp's optional tail: the next layer's fused qkv projection (norm folded) with its row
+ * scale and RoPE on the first rope_heads heads (rows at positions pos0 ..). */
+typedef struct rtv_qkv_next {
+    const void *w; /* [cols, dim] weights */
+    void *y;       /* output rows [rows, cols], row stride ld */
+    int ld, cols, rope_heads, head_dim, pos0;
+    float theta;
+} rtv_qkv_next;
+
 typedef struct rtv_backend {
     const char *name;  /* "cpu", "cuda" */
     int act_bytes;     /* bytes per activation element */
@@ -128,17 +137,19 @@ typedef struct rtv_backend {
                     int rows, int n_heads, int head_dim, int pos0, float theta);
     int (*rms_geglu)(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
                      int rows, int ff);
-    /* Optional (NULL: the ops below one by one): the end of a Gemma layer after attention, with
-     * the MLP's norm folded (as rms_geglu), in one call:
+    /* Optional (NULL: the ops one by one): the end of a Gemma layer after attention, with the
+     * MLP's norm folded (as rms_geglu), in one call:
      *   x += att . w_o^T (when att is not NULL: att [rows, qd], w_o [dim, qd]), then
      *   x += ff . w_down[dim, F]^T with ff = rms_geglu(x . w_gu[2F, dim]^T),
-     * w_gu the gate rows then the up rows with the norm's (1 + w) folded in; x contiguous
+     *   then, with nq, the next layer's start: nq->y = x . nq->w^T, scaled and rotated as
+     *   rms_rope(nq->y, nq->ld, nq->cols, x, dim, eps, rows, nq->rope_heads, ...).
+     * w_gu is the gate rows then the up rows with the norm's (1 + w) folded in; x contiguous
      * [rows, dim]; gu [rows, 2F] and ff [rows, F] are the caller's workspaces (contents
      * afterwards unspecified). A backend may run it as one kernel (the action expert: 50 rows,
      * where each of these GEMMs is a short, launch-bound weight stream). */
     int (*rms_mlp)(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
                    const void *w_gu, const void *w_down, void *gu, void *ff, int dim, float eps,
-                   int rows, int F);
+                   int rows, int F, const rtv_qkv_next *nq);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
      * embeddings (period = tokens per view) and broadcast biases (period = 1). */
     int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,

@@ -68,7 +68,7 @@ struct rtv_stream {
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid
      * barrier and split-K arrival counters (zeroed, each reset by its last user) */
-    int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj;
+    int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj, mlp_qkv;
     unsigned *mlp_sync;
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
@@ -159,7 +159,7 @@ int rtv_cuda_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, in
 /* rms_mlp (backend.h): one persistent kernel where the shape allows, else three launches. */
 int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
                      const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
-                     float eps, int rows, int F);
+                     float eps, int rows, int F, const rtv_qkv_next *nq);
 int rtv_cuda_mlp_init(rtv_stream *s);
 int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
                              int period);

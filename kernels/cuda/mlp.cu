@@ -40,6 +40,10 @@ struct mlp_args {
     bf16 *x;               /* [M, dim], the residual stream, updated in place */
     const bf16 *wgu, *wd;  /* [2 ff, dim] (gate rows, then up rows), [dim, ff] */
     const bf16 *att, *wo;  /* NULL, or phase O: att [M, qd], wo [dim, qd] */
+    const bf16 *wq;        /* NULL, or phase Q: the next layer's qkv [qcols, dim], norm folded */
+    bf16 *qy;              /* its output rows (stride ldqy) */
+    int ldqy, qcols, rheads, hd, pos0;
+    float log2_theta;
     bf16 *h;               /* [M, ff] */
     float *part;           /* [ks, M, dim] phase B partials (ks > 1) */
     unsigned *sync;        /* [0] barrier arrivals, [1] exits, [2 + rb] phase B arrivals */
@@ -284,6 +288,28 @@ struct mlp_gurows {
     }
 };
 
+/* Phase Q's weight rows: MLP_COLS rows = 2 m16 tiles from tile T0; a rotated tile holds 8
+ * consecutive pair columns i of one head (rows 0-7) and their partners i + hd/2 (rows 8-15), so
+ * both halves of a RoPE pair meet in one thread; past the rotated heads a tile is 16
+ * consecutive columns, only scaled. */
+static __device__ __forceinline__ int mlp_qcol(int T, int r, int hd, int rheads)
+{
+    const int per_head = hd / 16, nrot = rheads * per_head;
+    if (T < nrot) {
+        const int h = T / per_head, i0 = (T % per_head) * 8;
+        return h * hd + i0 + (r & 7) + (r < 8 ? 0 : hd / 2);
+    }
+    return rheads * hd + (T - nrot) * 16 + r;
+}
+struct mlp_qrows {
+    const bf16 *w;
+    int T0, hd, rheads, dim;
+    __device__ const bf16 *operator()(int R) const
+    {
+        return w + (size_t)mlp_qcol(T0 + (R >> 4), R & 15, hd, rheads) * dim;
+    }
+};
+
 /* The first item's weights of the next phase, issued before a grid barrier: they stream in
  * while the slowest CTA finishes the current phase. Returns the chunks issued. */
 template <int S, int RB, typename WRow>
@@ -355,6 +381,57 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
     mlp_grid_barrier(&a.sync[0], ++nbar);
     mlp_splitk<S>(a, sm, a.h, a.ff, a.wd, a.ks, wpre, flag);
 
+    /* phase Q (with wq): the next layer's qkv from the new x, its row scale and RoPE */
+    if (a.wq) {
+        const int nq = a.qcols / MLP_COLS;
+        wpre = 0;
+        if ((int)blockIdx.x < nq)
+            wpre = mlp_prefetch<S, MLP_COLS>(
+                sm, mlp_qrows{ a.wq, (int)blockIdx.x * 2, a.hd, a.rheads, a.dim }, a.dim / 64);
+        mlp_grid_barrier(&a.sync[0], ++nbar);
+        for (int it = blockIdx.x; it < nq; it += gridDim.x) {
+            float ss = 0.f;
+            mlp_item<MLP_COLS, S, true>(sm, mlp_qrows{ a.wq, it * 2, a.hd, a.rheads, a.dim }, a.x,
+                                        a.dim, a.M, a.nt, a.dim / 64,
+                                        it == (int)blockIdx.x ? wpre : 0, acc, &ss);
+            ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+            ss += __shfl_xor_sync(0xffffffffu, ss, 2);
+            if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
+            __syncthreads();
+            if (warp < 2) {
+                const int T = it * 2 + warp, per_head = a.hd / 16;
+                const bool rot = T < a.rheads * per_head;
+                const int ca = mlp_qcol(T, g, a.hd, a.rheads), cb = mlp_qcol(T, g + 8, a.hd, a.rheads);
+                float inv_freq = 0.f;
+                if (rot) {
+                    const int i = (T % per_head) * 8 + g;
+                    inv_freq = exp2f(-(2.0f * i / a.hd) * a.log2_theta);
+                }
+#pragma unroll
+                for (int j = 0; j < 8; j++) {
+                    if (j >= a.nt) break;
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const int m = 8 * j + 2 * t + e;
+                        if (m >= a.M) continue;
+                        const float sr = rs[m], va = sr * acc[j][e], vb = sr * acc[j][2 + e];
+                        bf16 *row = a.qy + (size_t)m * a.ldqy;
+                        if (rot) {
+                            float sn, cs;
+                            sincosf((float)(a.pos0 + m) * inv_freq, &sn, &cs);
+                            row[ca] = __float2bfloat16(va * cs - vb * sn);
+                            row[cb] = __float2bfloat16(vb * cs + va * sn);
+                        } else {
+                            row[ca] = __float2bfloat16(va);
+                            row[cb] = __float2bfloat16(vb);
+                        }
+                    }
+                }
+            }
+            __syncthreads(); /* rs is read */
+        }
+    }
+
     /* the last CTA out resets the barrier for the next launch (all have left its spins) */
     if (threadIdx.x == 0) {
         const unsigned old = atomicAdd(&a.sync[1], 1u);
@@ -374,6 +451,7 @@ int rtv_cuda_mlp_init(rtv_stream *s)
      * that all are resident at once when other work shares the GPU) */
     s->mlp_coop = rtv_cuda_env_switch("RTV_MLP_COOP", 1);
     s->mlp_oproj = rtv_cuda_env_switch("RTV_MLP_OPROJ", 1);
+    s->mlp_qkv = rtv_cuda_env_switch("RTV_MLP_QKV", 1);
     s->mlp_grid = 0;
     if (!s->mlp_mode) return RTV_OK;
     int dev = 0, optin = 0, coop = 0, occ = 0;
@@ -409,7 +487,7 @@ static int mlp_splits(int dim, int K, int G)
 
 int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
                      const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
-                     float eps, int rows, int F)
+                     float eps, int rows, int F, const rtv_qkv_next *nq)
 {
     if (rows <= 0 || dim <= 0 || F <= 0 || (att && (!w_o || qd <= 0)))
         return rtv_fail(RTV_E_ARG, "rms_mlp: rows=%d dim=%d ff=%d qd=%d", rows, dim, F, qd);
@@ -424,12 +502,23 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     if (att && !fuse_o &&
         (st = rtv_cuda_matmul(s, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM)))
         return st;
+    /* the next layer's qkv joins it where it can (RTV_MLP_QKV=0: matmul + rms_rope after) */
+    const bool fuse_q = fused && nq && s->mlp_qkv && nq->cols % MLP_COLS == 0 &&
+                        nq->head_dim % 16 == 0 && nq->rope_heads * nq->head_dim <= nq->cols &&
+                        (nq->cols - nq->rope_heads * nq->head_dim) % 16 == 0 &&
+                        !((uintptr_t)nq->w & 15) && !((uintptr_t)nq->y & 1) && nq->ld >= nq->cols;
     if (!fused) {
         if ((st = rtv_cuda_matmul(s, gu, 2 * F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0)) ||
-            (st = rtv_cuda_rms_geglu(s, ff, gu, x, dim, eps, rows, F)))
+            (st = rtv_cuda_rms_geglu(s, ff, gu, x, dim, eps, rows, F)) ||
+            (st = rtv_cuda_matmul(s, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM)))
             return st;
-        return rtv_cuda_matmul(s, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM);
     }
+    if (nq && !fuse_q &&
+        ((st = rtv_cuda_matmul(s, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0)) ||
+         (st = rtv_cuda_rms_rope(s, nq->y, nq->ld, nq->cols, x, dim, eps, rows, nq->rope_heads,
+                                 nq->head_dim, nq->pos0, nq->theta))))
+        return st;
+    if (!fused) return RTV_OK;
     mlp_args a;
     a.x = (bf16 *)x;
     a.wgu = (const bf16 *)w_gu;
@@ -437,6 +526,14 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     a.att = fuse_o ? (const bf16 *)att : NULL;
     a.wo = fuse_o ? (const bf16 *)w_o : NULL;
     a.h = (bf16 *)ff;
+    a.wq = fuse_q ? (const bf16 *)nq->w : NULL;
+    a.qy = fuse_q ? (bf16 *)nq->y : NULL;
+    a.ldqy = fuse_q ? nq->ld : 0;
+    a.qcols = fuse_q ? nq->cols : 0;
+    a.rheads = fuse_q ? nq->rope_heads : 0;
+    a.hd = fuse_q ? nq->head_dim : 16;
+    a.pos0 = fuse_q ? nq->pos0 : 0;
+    a.log2_theta = fuse_q ? log2f(nq->theta) : 0.f;
     a.part = NULL;
     a.sync = s->mlp_sync;
     a.M = rows;

@@ -106,7 +106,8 @@ WRAP(rms_geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const
      int dim, float eps, int rows, int ff), (s, y, gu, x, dim, eps, rows, ff))
 WRAP(rms_mlp, rows <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *x, const void *att,
      const void *w_o, int qd, const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
-     float eps, int rows, int F), (s, x, att, w_o, qd, w_gu, w_down, gu, ff, dim, eps, rows, F))
+     float eps, int rows, int F, const rtv_qkv_next *nq),
+     (s, x, att, w_o, qd, w_gu, w_down, gu, ff, dim, eps, rows, F, nq))
 WRAP(add_weight_rows, P_ADDW, (rtv_stream *s, void *y, const void *w, int rows, int dim,
      int period), (s, y, w, rows, dim, period))
 WRAP(axpy, P_AXPY, (rtv_stream *s, void *y, const void *x, float alpha, size_t n), (s, y, x, alpha, n))

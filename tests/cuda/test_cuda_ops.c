@@ -194,30 +194,55 @@ static void t_rms_fold(int rows, int dim, int heads, int hd, int cols, int ld, i
  * kernel on CUDA) against the CPU backend's matmul + residual, matmul, rms_geglu, matmul +
  * residual; applied twice, so the second launch finds the grid barrier and the split-K
  * counters reset by the first. */
-static void t_rms_mlp(int rows, int dim, int ff, int qd)
+static void t_rms_mlp(int rows, int dim, int ff, int qd, int qcols, int rheads, int hd)
 {
     float *x = rnd((size_t)rows * dim, 2), *wgu = rnd((size_t)2 * ff * dim, 1.0f / sqrtf(dim));
     float *wd = rnd((size_t)dim * ff, 1.0f / sqrtf(ff));
     float *at = rnd((size_t)rows * (qd ? qd : 1), 1), *wo = rnd((size_t)dim * (qd ? qd : 1), 1.0f / sqrtf(qd ? qd : 1));
+    float *wq = rnd((size_t)(qcols ? qcols : 1) * dim, 1.0f / sqrtf(dim));
+    const int ldy = qcols + 8; /* a gap after each output row */
     pair X = act(x, (size_t)rows * dim), WGU = wt(wgu, (size_t)2 * ff * dim);
     pair WD = wt(wd, (size_t)dim * ff), GU = act(NULL, (size_t)rows * 2 * ff);
     pair F = act(NULL, (size_t)rows * ff), AT = act(at, (size_t)rows * (qd ? qd : 1));
-    pair WO = wt(wo, (size_t)dim * (qd ? qd : 1));
+    pair WO = wt(wo, (size_t)dim * (qd ? qd : 1)), WQ = wt(wq, (size_t)(qcols ? qcols : 1) * dim);
+    pair Y = act(NULL, (size_t)rows * ldy);
     CHECK(G->rms_mlp != NULL);
     for (int rep = 0; rep < 2; rep++) {
         if (qd) CHECK(C->matmul(cs, X.c, dim, AT.c, qd, WO.c, NULL, rows, dim, qd, RTV_MM_ACCUM) == 0);
         CHECK(C->matmul(cs, GU.c, 2 * ff, X.c, dim, WGU.c, NULL, rows, 2 * ff, dim, 0) == 0);
         CHECK(C->rms_geglu(cs, F.c, GU.c, X.c, dim, 1e-6f, rows, ff) == 0);
         CHECK(C->matmul(cs, X.c, dim, F.c, ff, WD.c, NULL, rows, dim, ff, RTV_MM_ACCUM) == 0);
+        if (qcols) {
+            CHECK(C->matmul(cs, Y.c, ldy, X.c, dim, WQ.c, NULL, rows, qcols, dim, 0) == 0);
+            CHECK(C->rms_rope(cs, Y.c, ldy, qcols, X.c, dim, 1e-6f, rows, rheads, hd, 517, 1e4f) == 0);
+        }
+        rtv_qkv_next nq = { WQ.g, Y.g, ldy, qcols, rheads, hd, 517, 1e4f };
         int st = G->rms_mlp(gs, X.g, qd ? AT.g : NULL, qd ? WO.g : NULL, qd, WGU.g, WD.g, GU.g,
-                            F.g, dim, 1e-6f, rows, ff);
+                            F.g, dim, 1e-6f, rows, ff, qcols ? &nq : NULL);
         CHECK_MSG(st == 0, "%s", rtv_last_error());
     }
-    char what[112];
+    char what[128];
     snprintf(what, sizeof(what), "rms_mlp x2 rows=%d dim=%d ff=%d qd=%d", rows, dim, ff, qd);
     compare(what, X, 2e-2f);
-    drop(X); drop(WGU); drop(WD); drop(GU); drop(F); drop(AT); drop(WO);
-    free(x); free(wgu); free(wd); free(at); free(wo);
+    if (qcols) {
+        snprintf(what, sizeof(what), "rms_mlp next qkv rows=%d dim=%d cols=%d heads=%d hd=%d",
+                 rows, dim, qcols, rheads, hd);
+        /* the gap columns were never written on either side: zero-fill both to compare */
+        float *z = calloc((size_t)rows * ldy, sizeof(float)), *yc = malloc((size_t)rows * ldy * 4);
+        CHECK(C->download(cs, yc, Y.c, (size_t)rows * ldy) == 0);
+        CHECK(C->sync(cs) == 0);
+        for (int r = 0; r < rows; r++)
+            for (int k = 0; k < qcols; k++) z[(size_t)r * ldy + k] = yc[(size_t)r * ldy + k];
+        pair Z = act(z, (size_t)rows * ldy);
+        for (int r = 0; r < rows; r++) /* the GPU's rows into Z's, gaps stay 0 */
+            CHECK(G->copy2d(gs, rtv_act_at(G, Z.g, (size_t)r * ldy), qcols,
+                            rtv_act_at(G, Y.g, (size_t)r * ldy), qcols, 1, qcols) == 0);
+        compare(what, Z, 2e-2f);
+        drop(Z);
+        free(z); free(yc);
+    }
+    drop(X); drop(WGU); drop(WD); drop(GU); drop(F); drop(AT); drop(WO); drop(WQ); drop(Y);
+    free(x); free(wgu); free(wd); free(at); free(wo); free(wq);
 }
 
 static void t_attention(int n_q, int n0, int n1, int heads, int kvh, int hd, int lim_r, int lim_k)
@@ -404,14 +429,15 @@ int main(int argc, char **argv)
     t_rms_fold(51, 1024, 9, 256, 2560, 2560, 4096);   /* the expert: q+k rotated, v scaled */
     t_rms_fold(1, 1024, 9, 256, 2560, 2560 + 64, 4096); /* one row, a gap after the row */
     t_rms_fold(7, 36, 2, 12, 30, 33, 20);             /* odd sizes: scalar paths */
-    t_rms_mlp(51, 1024, 4096, 2048);                  /* the expert's layer end, state row included */
-    t_rms_mlp(50, 1024, 4096, 2048);                  /* the action rows alone */
-    t_rms_mlp(50, 1024, 4096, 0);                     /* the MLP block alone */
-    t_rms_mlp(64, 1024, 4096, 2048);                  /* chunk 63 + the state row */
-    t_rms_mlp(1, 1024, 4096, 2048);                   /* one row */
-    t_rms_mlp(13, 256, 1024, 512);                    /* pi0-tiny sized */
-    t_rms_mlp(9, 64, 128, 192);                       /* two column blocks, one chunk per split */
-    t_rms_mlp(5, 40, 20, 24);                         /* not the kernel's shape: the unfused ops */
+    t_rms_mlp(51, 1024, 4096, 2048, 2560, 9, 256);    /* the expert's layer end + next qkv, state row */
+    t_rms_mlp(50, 1024, 4096, 2048, 2560, 9, 256);    /* the action rows alone */
+    t_rms_mlp(50, 1024, 4096, 2048, 0, 0, 0);         /* the last layer: no next qkv */
+    t_rms_mlp(50, 1024, 4096, 0, 0, 0, 0);            /* the MLP block alone */
+    t_rms_mlp(64, 1024, 4096, 2048, 2560, 9, 256);    /* chunk 63 + the state row */
+    t_rms_mlp(1, 1024, 4096, 2048, 2560, 9, 256);     /* one row */
+    t_rms_mlp(13, 256, 1024, 512, 640, 3, 128);       /* pi0-tiny sized: rotated and scaled tiles */
+    t_rms_mlp(9, 64, 128, 192, 96, 2, 32);            /* two column blocks, one chunk per split */
+    t_rms_mlp(5, 40, 20, 24, 36, 2, 12);              /* not the kernel's shape: the unfused ops */
     t_attention(256, 256, 0, 16, 16, 72, 0, 0);       /* SigLIP per view */
     t_attention(532, 532, 0, 8, 1, 256, 0, 0);        /* pi0 prefix, MQA */
     t_attention(51, 532, 51, 8, 1, 256, 1, 533);      /* suffix over cache, state-row limit */
