@@ -71,6 +71,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
     cudaFree(s->mlp_sync);
+    cudaFree(s->mlp_trace);
     cudaFreeHost(s->staging);
     if (s->done) cudaEventDestroy(s->done);
     if (s->s) cudaStreamDestroy(s->s);

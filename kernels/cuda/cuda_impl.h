@@ -70,6 +70,7 @@ struct rtv_stream {
      * barrier and split-K arrival counters (zeroed, each reset by its last user) */
     int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj, mlp_qkv;
     unsigned *mlp_sync;
+    unsigned long long *mlp_trace; /* RTV_MLP_TRACE=1: per-CTA phase marks of eager launches */
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 

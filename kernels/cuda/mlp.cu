@@ -26,6 +26,7 @@
  * added in shared memory in a fixed order. sm_80+ (nothing Hopper-only). RTV_FUSED_MLP=0 runs
  * the unfused launches instead. */
 #include <math.h>
+#include <stdio.h>
 
 #include "cuda_impl.h"
 #include "mma.cuh"
@@ -48,6 +49,7 @@ struct mlp_args {
     float *part;           /* [ks, M, dim] phase B partials (ks > 1) */
     unsigned *sync;        /* [0] barrier arrivals, [1] exits, [2 + rb] phase B arrivals */
     int M, nt, dim, ff, ks, qd, kso; /* ks, kso: K splits of phases B and O */
+    unsigned long long *trace; /* NULL, or per CTA 16 %globaltimer marks (RTV_MLP_TRACE=1) */
     float eps;
 };
 
@@ -95,7 +97,7 @@ static __device__ __forceinline__ void mlp_issue_x(unsigned char *sm, int st, in
 template <int RB, int S, bool SS, typename WRow>
 static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, const bf16 *X,
                                                 int ldx, int M, int nt, int nch, int wpre,
-                                                float (&acc)[8][4], float *ss)
+                                                float (&acc)[8][4], float &ss)
 {
     constexpr int TILES = RB / 16, KG = 8 / TILES, SPK = 4 / KG;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -147,7 +149,7 @@ static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, co
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
                         float2 f = __bfloat1622float2(p[e]);
-                        *ss += f.x * f.x + f.y * f.y;
+                        ss += f.x * f.x + f.y * f.y;
                     }
                 }
             }
@@ -175,6 +177,15 @@ static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, co
                     acc[j][e] += red[((tl + g2 * TILES) * 32 + j * 4 + e) * 32 + lane];
     }
     __syncthreads(); /* red is read: the ring may be refilled */
+}
+
+static __device__ __forceinline__ void mlp_mark(const mlp_args &a, int k)
+{
+    if (a.trace && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+        a.trace[blockIdx.x * 16 + k] = t;
+    }
 }
 
 /* All CTAs of the (cooperative) grid meet; writes before it are visible after it. The n-th
@@ -217,16 +228,17 @@ static __device__ __forceinline__ mlp_wrows mlp_splitk_rows(const bf16 *W, int K
 template <int S>
 static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned char *sm,
                                                   const bf16 *X, int K, const bf16 *W, int ks_n,
-                                                  int wpre, int *flag)
+                                                  int wpre, int *flag, int mk)
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nrb = a.dim / MLP_COLS, nb = nrb * ks_n, kr = K / ks_n, nch = kr / 64;
-    float acc[8][4];
+    float acc[8][4], dummy = 0.f;
     for (int it = blockIdx.x; it < nb; it += gridDim.x) {
         const int rb = it % nrb, ks = it / nrb;
         mlp_item<MLP_COLS, S, false>(sm, mlp_splitk_rows(W, K, kr, rb, ks), X + (size_t)ks * kr,
                                      K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0, acc,
-                                     NULL);
+                                     dummy);
+        if (it == (int)blockIdx.x) mlp_mark(a, mk);
         /* warps 0, 1 hold columns cb (e 0, 1) and cb + 8 (e 2, 3) of rows 8 j + 2 t + (e & 1) */
         const int cb = rb * MLP_COLS + warp * 16 + g;
         if (ks_n > 1) {
@@ -253,25 +265,49 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
             if (!last) continue;
             __threadfence();
         }
-        if (warp < 2)
+        if (warp >= 2) continue;
+        /* every load of a round in flight at once (partials of split z, then x), stores last:
+         * loads after a store to a maybe-aliasing pointer would each wait a round trip */
+        float sum[8][4];
 #pragma unroll
-            for (int j = 0; j < 8; j++) {
-                if (j >= a.nt) break;
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) sum[j][e] = ks_n > 1 ? 0.f : acc[j][e];
+        for (int z = 0; z < ks_n && ks_n > 1; z++) {
+            float v[8][4];
+#pragma unroll
+            for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
-                    if (m >= a.M) continue;
-                    float sum = acc[j][e];
-                    if (ks_n > 1) {
-                        sum = 0.f;
-                        for (int z = 0; z < ks_n; z++)
-                            sum += z == ks ? acc[j][e]
-                                           : __ldcg(&a.part[((size_t)z * a.M + m) * a.dim + col]);
-                    }
-                    /* x through L2: other CTAs write other columns of its lines */
-                    bf16 *p = a.x + (size_t)m * a.dim + col;
-                    *p = __float2bfloat16(__bfloat162float(__ldcg(p)) + sum);
+                    v[j][e] = z == ks ? acc[j][e]
+                              : j < a.nt && m < a.M
+                                  ? __ldcg(&a.part[((size_t)z * a.M + m) * a.dim + col])
+                                  : 0.f;
                 }
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) sum[j][e] += v[j][e];
+        }
+        /* x through L2: other CTAs write other columns of its lines */
+        float xv[8][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
+                xv[j][e] = j < a.nt && m < a.M
+                               ? __bfloat162float(__ldcg(a.x + (size_t)m * a.dim + col))
+                               : 0.f;
+            }
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
+                if (j < a.nt && m < a.M)
+                    a.x[(size_t)m * a.dim + col] = __float2bfloat16(xv[j][e] + sum[j][e]);
             }
     }
 }
@@ -335,12 +371,15 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
 
     /* phase O (with att): the attention output projection and residual, x += att . wo^T */
     if (a.att) {
-        mlp_splitk<S>(a, sm, a.att, a.qd, a.wo, a.kso, 0, flag);
+        mlp_mark(a, 0);
+        mlp_splitk<S>(a, sm, a.att, a.qd, a.wo, a.kso, 0, flag, 8);
+        mlp_mark(a, 1);
         if ((int)blockIdx.x < na)
             wpre = mlp_prefetch<S, 64>(sm, mlp_gurows{ a.wgu, (int)blockIdx.x * MLP_FEAT, a.ff, a.dim },
                                        a.dim / 64);
         mlp_grid_barrier(&a.sync[0], ++nbar);
     }
+    mlp_mark(a, 2);
 
     /* phase A: gate_up + row scale + GeGLU into h */
     float acc[8][4];
@@ -348,7 +387,7 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         const int f0 = it * MLP_FEAT;
         float ss = 0.f;
         mlp_item<64, S, true>(sm, mlp_gurows{ a.wgu, f0, a.ff, a.dim }, a.x, a.dim, a.M, a.nt,
-                              a.dim / 64, it == (int)blockIdx.x ? wpre : 0, acc, &ss);
+                              a.dim / 64, it == (int)blockIdx.x ? wpre : 0, acc, ss);
         ss += __shfl_xor_sync(0xffffffffu, ss, 1);
         ss += __shfl_xor_sync(0xffffffffu, ss, 2);
         if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
@@ -372,6 +411,7 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         __syncthreads(); /* rs is read */
     }
 
+    mlp_mark(a, 3);
     /* phase B: down + residual, split over K */
     const int kr = a.ff / a.ks;
     wpre = 0;
@@ -379,7 +419,9 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         wpre = mlp_prefetch<S, MLP_COLS>(
             sm, mlp_splitk_rows(a.wd, a.ff, kr, blockIdx.x % nrb, blockIdx.x / nrb), kr / 64);
     mlp_grid_barrier(&a.sync[0], ++nbar);
-    mlp_splitk<S>(a, sm, a.h, a.ff, a.wd, a.ks, wpre, flag);
+    mlp_mark(a, 4);
+    mlp_splitk<S>(a, sm, a.h, a.ff, a.wd, a.ks, wpre, flag, 9);
+    mlp_mark(a, 5);
 
     /* phase Q (with wq): the next layer's qkv from the new x, its row scale and RoPE */
     if (a.wq) {
@@ -389,11 +431,12 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
             wpre = mlp_prefetch<S, MLP_COLS>(
                 sm, mlp_qrows{ a.wq, (int)blockIdx.x * 2, a.hd, a.rheads, a.dim }, a.dim / 64);
         mlp_grid_barrier(&a.sync[0], ++nbar);
+        mlp_mark(a, 6);
         for (int it = blockIdx.x; it < nq; it += gridDim.x) {
             float ss = 0.f;
             mlp_item<MLP_COLS, S, true>(sm, mlp_qrows{ a.wq, it * 2, a.hd, a.rheads, a.dim }, a.x,
                                         a.dim, a.M, a.nt, a.dim / 64,
-                                        it == (int)blockIdx.x ? wpre : 0, acc, &ss);
+                                        it == (int)blockIdx.x ? wpre : 0, acc, ss);
             ss += __shfl_xor_sync(0xffffffffu, ss, 1);
             ss += __shfl_xor_sync(0xffffffffu, ss, 2);
             if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
@@ -432,6 +475,7 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         }
     }
 
+    mlp_mark(a, 7);
     /* the last CTA out resets the barrier for the next launch (all have left its spins) */
     if (threadIdx.x == 0) {
         const unsigned old = atomicAdd(&a.sync[1], 1u);
@@ -452,6 +496,7 @@ int rtv_cuda_mlp_init(rtv_stream *s)
     s->mlp_coop = rtv_cuda_env_switch("RTV_MLP_COOP", 1);
     s->mlp_oproj = rtv_cuda_env_switch("RTV_MLP_OPROJ", 1);
     s->mlp_qkv = rtv_cuda_env_switch("RTV_MLP_QKV", 1);
+    s->mlp_trace = NULL;
     s->mlp_grid = 0;
     if (!s->mlp_mode) return RTV_OK;
     int dev = 0, optin = 0, coop = 0, occ = 0;
@@ -459,6 +504,8 @@ int rtv_cuda_mlp_init(rtv_stream *s)
     CU_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     CU_TRY(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
     s->mlp_stages = (size_t)optin >= mlp_smem(8) ? 8 : (size_t)optin >= mlp_smem(5) ? 5 : 0;
+    const char *st = getenv("RTV_MLP_STAGES"); /* 5: the smaller ring (for comparing) */
+    if (st && st[0] == '5' && s->mlp_stages) s->mlp_stages = 5;
     if (!coop || !s->mlp_stages) return RTV_OK; /* rms_mlp runs the unfused launches */
     const size_t smem = mlp_smem(s->mlp_stages);
     if (s->mlp_stages == 8) {
@@ -472,6 +519,10 @@ int rtv_cuda_mlp_init(rtv_stream *s)
     s->mlp_grid = occ > 0 ? sms : 0; /* one CTA per SM of this stream's partition */
     CU_TRY(cudaMalloc((void **)&s->mlp_sync, (2 + MLP_MAX_RB) * sizeof(unsigned)));
     CU_TRY(cudaMemset(s->mlp_sync, 0, (2 + MLP_MAX_RB) * sizeof(unsigned)));
+    if (rtv_cuda_env_switch("RTV_MLP_TRACE", 0)) {
+        CU_TRY(cudaMalloc((void **)&s->mlp_trace, (size_t)sms * 16 * sizeof(unsigned long long)));
+        CU_TRY(cudaMemset(s->mlp_trace, 0, (size_t)sms * 16 * sizeof(unsigned long long)));
+    }
     return RTV_OK;
 }
 
@@ -544,6 +595,7 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     a.ks = mlp_splits(dim, F, G);
     a.kso = fuse_o ? mlp_splits(dim, qd, G) : 1;
     a.eps = eps;
+    a.trace = s->capturing ? NULL : s->mlp_trace;
     const int kmax = a.ks > a.kso ? a.ks : a.kso;
     if (kmax > 1) {
         rtv_cuda_scratch_begin(s);
@@ -562,5 +614,30 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     cfg.numAttrs = s->mlp_coop ? 1 : 0;
     if (s->mlp_stages == 8) CU_TRY(cudaLaunchKernelEx(&cfg, mlp_k<8>, a));
     else CU_TRY(cudaLaunchKernelEx(&cfg, mlp_k<5>, a));
+    if (a.trace) { /* eager calls with RTV_MLP_TRACE=1: where the launch's time went */
+        unsigned long long h[132 * 16];
+        const int n = G < 132 ? G : 132;
+        CU_TRY(cudaStreamSynchronize(s->s));
+        CU_TRY(cudaMemcpy(h, a.trace, (size_t)n * 16 * sizeof(h[0]), cudaMemcpyDeviceToHost));
+        unsigned long long t0 = ~0ull;
+        for (int b = 0; b < n; b++) t0 = h[b * 16 + (a.att ? 0 : 2)] < t0 ? h[b * 16 + (a.att ? 0 : 2)] : t0;
+        fprintf(stderr, "mlp_trace rows=%d dim=%d ff=%d o=%d q=%d ks=%d/%d (us from the first start, mean/max over CTAs):",
+                rows, dim, F, a.att != NULL, a.wq != NULL, a.ks, a.kso);
+        const char *nm[10] = { "start", "O", "bar1", "A", "bar2", "B", "bar3", "Q", "Oloop", "Bloop" };
+        for (int k = 0; k < 10; k++) {
+            double sum = 0, mx = 0;
+            int c = 0;
+            for (int b = 0; b < n; b++) {
+                const unsigned long long v = h[b * 16 + k];
+                if (v < t0) continue; /* not reached by this CTA in this launch */
+                double d = (v - t0) * 1e-3;
+                sum += d;
+                mx = d > mx ? d : mx;
+                c++;
+            }
+            if (c) fprintf(stderr, " %s %.1f/%.1f", nm[k], sum / c, mx);
+        }
+        fprintf(stderr, "\n");
+    }
     return RTV_OK;
 }
