@@ -23,8 +23,8 @@
  * an S-stage cp.async ring (16-byte copies, 128-byte swizzle, conflict-free ldmatrix) and 8
  * warps run mma.sync m16n8k16 (weights as A, activation rows as B, n-tiles of 8 rows): each
  * m16 tile is shared by 8 / tiles warps over the chunk's four k16 steps, their partial tiles
- * added in shared memory in a fixed order. sm_80+ (nothing Hopper-only). RTV_FUSED_MLP=0 runs
- * the unfused launches instead. */
+ * added in shared memory in a fixed order. sm_80+ (nothing Hopper-only). OPT-IN
+ * (RTV_FUSED_MLP=1): without it rms_mlp runs the unfused launches. */
 #include <math.h>
 #include <stdio.h>
 
@@ -490,7 +490,8 @@ static size_t mlp_smem(int stages) { return (size_t)stages * MLP_STAGE + 64 * 4 
 
 int rtv_cuda_mlp_init(rtv_stream *s)
 {
-    s->mlp_mode = rtv_cuda_env_switch("RTV_FUSED_MLP", 1);
+    /* opt-in (RTV_FUSED_MLP=1) until it beats the three launches it replaces */
+    s->mlp_mode = rtv_cuda_env_switch("RTV_FUSED_MLP", 0);
     /* RTV_MLP_COOP=0: an ordinary launch (one CTA per SM still fits, but nothing guarantees
      * that all are resident at once when other work shares the GPU) */
     s->mlp_coop = rtv_cuda_env_switch("RTV_MLP_COOP", 1);
