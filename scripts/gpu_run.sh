@@ -75,9 +75,10 @@ sk)
   done 2>&1 | tee "$O/sk.txt"; fi ;;
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
-  # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE)
+  # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or
+  # several joined by commas)
   for v in ${AB_VARIANTS:-"RTV_NORM_FOLD=1" "RTV_NORM_FOLD=0" "RTV_NORM_FOLD=1"}; do
-    echo "== $v ($(date +%T))"; env $v timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
+    echo "== $v ($(date +%T))"; env ${v//,/ } timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
   done 2>&1 | tee "$O/ab.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;

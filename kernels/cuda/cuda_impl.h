@@ -68,7 +68,7 @@ struct rtv_stream {
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid
      * barrier and split-K arrival counters (zeroed, each reset by its last user) */
-    int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj, mlp_qkv;
+    int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj, mlp_qkv, mlp_stagger;
     unsigned *mlp_sync;
     unsigned long long *mlp_trace; /* RTV_MLP_TRACE=1: per-CTA phase marks of eager launches */
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];

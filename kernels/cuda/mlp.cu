@@ -50,6 +50,7 @@ struct mlp_args {
     unsigned *sync;        /* [0] barrier arrivals, [1] exits, [2 + rb] phase B arrivals */
     int M, nt, dim, ff, ks, qd, kso; /* ks, kso: K splits of phases B and O */
     unsigned long long *trace; /* NULL, or per CTA 16 %globaltimer marks (RTV_MLP_TRACE=1) */
+    int rot; /* 1: each CTA starts its items at chunk blockIdx.x (mlp_rot) */
     float eps;
 };
 
@@ -90,13 +91,22 @@ static __device__ __forceinline__ void mlp_issue_x(unsigned char *sm, int st, in
     }
 }
 
+/* The chunk a CTA streams c-th: with rot = CTA index (RTV_MLP_STAGGER, default on) the CTAs
+ * start at different chunks, so that 132 of them do not read the same activation lines of L2
+ * at once; the sums' order changes with it, deterministically. */
+static __device__ __forceinline__ int mlp_rot(int c, int nch, int rot)
+{
+    const int p = c + rot % nch;
+    return p < nch ? p : p - nch;
+}
+
 /* One item: acc (this warp's m16 tile x nt n-tiles, its k16 steps only) over nch chunks of K.
  * X and wrow start at the item's first K column. The first wpre chunks' weights are already
  * in flight (issued before the grid barrier, one older commit group). SS: also sum the
  * squares of activation row tid / 4 (a quarter of each chunk per thread) into *ss. */
 template <int RB, int S, bool SS, typename WRow>
 static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, const bf16 *X,
-                                                int ldx, int M, int nt, int nch, int wpre,
+                                                int ldx, int M, int nt, int nch, int wpre, int rot,
                                                 float (&acc)[8][4], float &ss)
 {
     constexpr int TILES = RB / 16, KG = 8 / TILES, SPK = 4 / KG;
@@ -107,16 +117,18 @@ static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, co
 #pragma unroll
     for (int c = 0; c < S - 1; c++) {
         if (c < nch) {
-            if (c >= wpre) mlp_issue_w<RB>(sm, c, c, wrow);
-            mlp_issue_x(sm, c, c, X, ldx, M, nt);
+            const int pc = mlp_rot(c, nch, rot);
+            if (c >= wpre) mlp_issue_w<RB>(sm, c, pc, wrow);
+            mlp_issue_x(sm, c, pc, X, ldx, M, nt);
         }
         mlp_commit();
     }
     for (int c = 0; c < nch; c++) {
         const int cn = c + S - 1;
         if (cn < nch) {
-            mlp_issue_w<RB>(sm, cn % S, cn, wrow);
-            mlp_issue_x(sm, cn % S, cn, X, ldx, M, nt);
+            const int pc = mlp_rot(cn, nch, rot);
+            mlp_issue_w<RB>(sm, cn % S, pc, wrow);
+            mlp_issue_x(sm, cn % S, pc, X, ldx, M, nt);
         }
         mlp_commit();
         mlp_wait<S - 1>();
@@ -236,8 +248,8 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
     for (int it = blockIdx.x; it < nb; it += gridDim.x) {
         const int rb = it % nrb, ks = it / nrb;
         mlp_item<MLP_COLS, S, false>(sm, mlp_splitk_rows(W, K, kr, rb, ks), X + (size_t)ks * kr,
-                                     K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0, acc,
-                                     dummy);
+                                     K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0, a.rot * (int)blockIdx.x,
+                                     acc, dummy);
         if (it == (int)blockIdx.x) mlp_mark(a, mk);
         /* warps 0, 1 hold columns cb (e 0, 1) and cb + 8 (e 2, 3) of rows 8 j + 2 t + (e & 1) */
         const int cb = rb * MLP_COLS + warp * 16 + g;
@@ -349,10 +361,10 @@ struct mlp_qrows {
 /* The first item's weights of the next phase, issued before a grid barrier: they stream in
  * while the slowest CTA finishes the current phase. Returns the chunks issued. */
 template <int S, int RB, typename WRow>
-static __device__ __forceinline__ int mlp_prefetch(unsigned char *sm, WRow wrow, int nch)
+static __device__ __forceinline__ int mlp_prefetch(unsigned char *sm, WRow wrow, int nch, int rot)
 {
     const int n = nch < S - 1 ? nch : S - 1;
-    for (int c = 0; c < n; c++) mlp_issue_w<RB>(sm, c, c, wrow);
+    for (int c = 0; c < n; c++) mlp_issue_w<RB>(sm, c, mlp_rot(c, nch, rot), wrow);
     mlp_commit();
     return n;
 }
@@ -376,7 +388,7 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         mlp_mark(a, 1);
         if ((int)blockIdx.x < na)
             wpre = mlp_prefetch<S, 64>(sm, mlp_gurows{ a.wgu, (int)blockIdx.x * MLP_FEAT, a.ff, a.dim },
-                                       a.dim / 64);
+                                       a.dim / 64, a.rot * (int)blockIdx.x);
         mlp_grid_barrier(&a.sync[0], ++nbar);
     }
     mlp_mark(a, 2);
@@ -387,7 +399,8 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         const int f0 = it * MLP_FEAT;
         float ss = 0.f;
         mlp_item<64, S, true>(sm, mlp_gurows{ a.wgu, f0, a.ff, a.dim }, a.x, a.dim, a.M, a.nt,
-                              a.dim / 64, it == (int)blockIdx.x ? wpre : 0, acc, ss);
+                              a.dim / 64, it == (int)blockIdx.x ? wpre : 0, a.rot * (int)blockIdx.x,
+                              acc, ss);
         ss += __shfl_xor_sync(0xffffffffu, ss, 1);
         ss += __shfl_xor_sync(0xffffffffu, ss, 2);
         if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
@@ -417,7 +430,8 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
     wpre = 0;
     if ((int)blockIdx.x < nrb * a.ks)
         wpre = mlp_prefetch<S, MLP_COLS>(
-            sm, mlp_splitk_rows(a.wd, a.ff, kr, blockIdx.x % nrb, blockIdx.x / nrb), kr / 64);
+            sm, mlp_splitk_rows(a.wd, a.ff, kr, blockIdx.x % nrb, blockIdx.x / nrb), kr / 64,
+            a.rot * (int)blockIdx.x);
     mlp_grid_barrier(&a.sync[0], ++nbar);
     mlp_mark(a, 4);
     mlp_splitk<S>(a, sm, a.h, a.ff, a.wd, a.ks, wpre, flag, 9);
@@ -429,14 +443,16 @@ static __global__ void __launch_bounds__(MLP_THREADS, 1) mlp_k(const __grid_cons
         wpre = 0;
         if ((int)blockIdx.x < nq)
             wpre = mlp_prefetch<S, MLP_COLS>(
-                sm, mlp_qrows{ a.wq, (int)blockIdx.x * 2, a.hd, a.rheads, a.dim }, a.dim / 64);
+                sm, mlp_qrows{ a.wq, (int)blockIdx.x * 2, a.hd, a.rheads, a.dim }, a.dim / 64,
+                a.rot * (int)blockIdx.x);
         mlp_grid_barrier(&a.sync[0], ++nbar);
         mlp_mark(a, 6);
         for (int it = blockIdx.x; it < nq; it += gridDim.x) {
             float ss = 0.f;
             mlp_item<MLP_COLS, S, true>(sm, mlp_qrows{ a.wq, it * 2, a.hd, a.rheads, a.dim }, a.x,
                                         a.dim, a.M, a.nt, a.dim / 64,
-                                        it == (int)blockIdx.x ? wpre : 0, acc, ss);
+                                        it == (int)blockIdx.x ? wpre : 0,
+                                        a.rot * (int)blockIdx.x, acc, ss);
             ss += __shfl_xor_sync(0xffffffffu, ss, 1);
             ss += __shfl_xor_sync(0xffffffffu, ss, 2);
             if ((threadIdx.x & 3) == 0) rs[threadIdx.x >> 2] = rsqrtf(ss / a.dim + a.eps);
@@ -498,6 +514,7 @@ int rtv_cuda_mlp_init(rtv_stream *s)
     s->mlp_oproj = rtv_cuda_env_switch("RTV_MLP_OPROJ", 1);
     s->mlp_qkv = rtv_cuda_env_switch("RTV_MLP_QKV", 1);
     s->mlp_trace = NULL;
+    s->mlp_stagger = rtv_cuda_env_switch("RTV_MLP_STAGGER", 1);
     s->mlp_grid = 0;
     if (!s->mlp_mode) return RTV_OK;
     int dev = 0, optin = 0, coop = 0, occ = 0;
@@ -597,6 +614,7 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     a.kso = fuse_o ? mlp_splits(dim, qd, G) : 1;
     a.eps = eps;
     a.trace = s->capturing ? NULL : s->mlp_trace;
+    a.rot = s->mlp_stagger;
     const int kmax = a.ks > a.kso ? a.ks : a.kso;
     if (kmax > 1) {
         rtv_cuda_scratch_begin(s);
