@@ -25,8 +25,8 @@ tests)
   done
   # the other paths: split K through global memory (no clusters), no programmatic launches,
   # cuBLAS attention, GELU as a pass, the few-row GEMM in the whole policy, the expert's norms
-  # before their GEMMs, the fused MLP kernel in the whole policy (opt-in) and rms_mlp's
-  # unfused launches in the op test (which turns the kernel on)
+  # before their GEMMs, the fused layer-tail kernel in the whole policy (opt-in; the op test
+  # turns it on itself)
   RTV_SKINNY_CLUSTER=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_CLUSTER=0 /'
   RTV_SKINNY_TMA=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_TMA=0 /'
   RTV_SKINNY_KW=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_SKINNY_KW=1 /'
@@ -36,8 +36,7 @@ tests)
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'
-  RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /'
-  RTV_FUSED_MLP=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=0 /' ;;
+  RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11

@@ -327,7 +327,9 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         if (rtv_cuda_env_switch("RTV_NORM_FOLD", 1)) {
             b.rms_rope = rtv_cuda_rms_rope;
             b.rms_geglu = rtv_cuda_rms_geglu;
-            b.rms_mlp = rtv_cuda_rms_mlp;
+            /* the expert's layer tail in one persistent kernel (mlp.cu): opt-in until it wins;
+             * without it the model runs the ops one by one, as it did before */
+            if (rtv_cuda_env_switch("RTV_FUSED_MLP", 0)) b.rms_mlp = rtv_cuda_rms_mlp;
         }
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;

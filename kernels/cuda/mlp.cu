@@ -24,7 +24,8 @@
  * warps run mma.sync m16n8k16 (weights as A, activation rows as B, n-tiles of 8 rows): each
  * m16 tile is shared by 8 / tiles warps over the chunk's four k16 steps, their partial tiles
  * added in shared memory in a fixed order. sm_80+ (nothing Hopper-only). OPT-IN
- * (RTV_FUSED_MLP=1): without it rms_mlp runs the unfused launches. */
+ * (RTV_FUSED_MLP=1 registers the op, backend.cu); shapes it cannot take run the unfused
+ * launches. */
 #include <math.h>
 #include <stdio.h>
 

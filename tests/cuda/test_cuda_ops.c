@@ -379,7 +379,7 @@ static void t_image(int w, int h, int pin)
 int main(int argc, char **argv)
 {
     C = rtv_backend_cpu();
-    setenv("RTV_FUSED_MLP", "1", 0); /* the fused kernel (opt-in), unless the caller set it */
+    setenv("RTV_FUSED_MLP", "1", 1); /* rms_mlp and its fused kernel (opt-in) */
     setenv("RTV_NORM_FOLD", "1", 1); /* rms_rope / rms_geglu present even if the caller's
                                       * environment switched them off */
     G = rtv_backend_cuda();
