@@ -235,6 +235,14 @@ static __device__ __forceinline__ mlp_wrows mlp_splitk_rows(const bf16 *W, int K
     return mlp_wrows{ W + (size_t)rb * MLP_COLS * K + (size_t)ks * kr, K };
 }
 
+/* Element offset in x [M, dim] of accumulator acc[j][e] of a lane (t = lane % 4) whose tile
+ * row g sits at column cb: row 8 j + 2 t + (e & 1), column cb + 8 (e >> 1); -1 past the rows. */
+static __device__ __forceinline__ long mlp_cell(const mlp_args &a, int j, int e, int t, int cb)
+{
+    const int m = 8 * j + 2 * t + (e & 1);
+    return j < a.nt && m < a.M ? (long)m * a.dim + cb + 8 * (e >> 1) : -1;
+}
+
 /* x[M, dim] += X[M, K] . W[dim, K]^T over items (column block, K split); the first item's
  * first wpre chunks of weights are in flight. Each split leaves its fp32 partial in part; the
  * last to arrive adds the splits in split order to x and resets the arrival counter. */
@@ -254,17 +262,16 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
         if (it == (int)blockIdx.x) mlp_mark(a, mk);
         /* warps 0, 1 hold columns cb (e 0, 1) and cb + 8 (e 2, 3) of rows 8 j + 2 t + (e & 1) */
         const int cb = rb * MLP_COLS + warp * 16 + g;
+        const size_t split = (size_t)a.M * a.dim; /* elements of one split's partial */
         if (ks_n > 1) {
             if (warp < 2)
 #pragma unroll
-                for (int j = 0; j < 8; j++) {
-                    if (j >= a.nt) break;
+                for (int j = 0; j < 8; j++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
-                        if (m < a.M) a.part[((size_t)ks * a.M + m) * a.dim + col] = acc[j][e];
+                        const long c = mlp_cell(a, j, e, t, cb);
+                        if (c >= 0) a.part[ks * split + c] = acc[j][e];
                     }
-                }
             __threadfence();
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -279,48 +286,36 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
             __threadfence();
         }
         if (warp >= 2) continue;
-        /* every load of a round in flight at once (partials of split z, then x), stores last:
-         * loads after a store to a maybe-aliasing pointer would each wait a round trip */
+        /* every load in flight before the first store (x and part may alias for the compiler:
+         * a load after a store would wait a round trip per element); splits added in order */
         float sum[8][4];
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) sum[j][e] = ks_n > 1 ? 0.f : acc[j][e];
-        for (int z = 0; z < ks_n && ks_n > 1; z++) {
-            float v[8][4];
+        for (int z = 0; z < ks_n && ks_n > 1; z++)
 #pragma unroll
             for (int j = 0; j < 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
-                    v[j][e] = z == ks ? acc[j][e]
-                              : j < a.nt && m < a.M
-                                  ? __ldcg(&a.part[((size_t)z * a.M + m) * a.dim + col])
-                                  : 0.f;
+                    const long c = mlp_cell(a, j, e, t, cb);
+                    sum[j][e] += z == ks ? acc[j][e] : c >= 0 ? __ldcg(&a.part[z * split + c]) : 0.f;
                 }
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) sum[j][e] += v[j][e];
-        }
-        /* x through L2: other CTAs write other columns of its lines */
+        /* x through L2 (other CTAs write other columns of its lines): all loads, then stores */
         float xv[8][4];
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
-                xv[j][e] = j < a.nt && m < a.M
-                               ? __bfloat162float(__ldcg(a.x + (size_t)m * a.dim + col))
-                               : 0.f;
+                const long c = mlp_cell(a, j, e, t, cb);
+                xv[j][e] = c >= 0 ? __bfloat162float(__ldcg(a.x + c)) : 0.f;
             }
 #pragma unroll
         for (int j = 0; j < 8; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int m = 8 * j + 2 * t + (e & 1), col = cb + 8 * (e >> 1);
-                if (j < a.nt && m < a.M)
-                    a.x[(size_t)m * a.dim + col] = __float2bfloat16(xv[j][e] + sum[j][e]);
+                const long c = mlp_cell(a, j, e, t, cb);
+                if (c >= 0) a.x[c] = __float2bfloat16(xv[j][e] + sum[j][e]);
             }
     }
 }
