@@ -11,9 +11,10 @@
  * later calls run the action rows alone (row0 1) and reuse its K/V: exactly pi0's mask (the
  * state token sees the prefix and itself; action tokens see everything), with the state
  * token's K/V computed once per action cycle instead of once per Euler step.
- * Where the backend has rms_rope and rms_geglu, the expert's two norms run behind their GEMMs:
- * the norm weights are folded into qkv and gate_up at load (weights.c) and the row scale rides
- * on the RoPE and GeGLU passes (backend.h), two kernels fewer per layer and step.
+ * Where the backend has rms_rope and rms_geglu, the two norms of each layer (expert and prefix)
+ * run behind their GEMMs: the norm weights are folded into qkv and gate_up at load (weights.c)
+ * and the row scale rides on the RoPE and GeGLU passes (backend.h), two kernels fewer per layer
+ * (and Euler step).
  */
 #include <math.h>
 
@@ -109,7 +110,7 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     int st;
     const rtv_model_cfg *c = &p->cfg;
     layer_io io = {ws->x, ws->xn, ws->qkv, ws->att, ws->gu, ws->ff, c->llm_width, c->llm_mlp,
-                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, 0, 0, NULL};
+                   n_prefix, 0, NULL, NULL, 0, NULL, 0, 0, p->llm_norms_folded, 0, NULL};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];

@@ -85,6 +85,7 @@ struct rtv_policy {
     rtv_weights w;
     int exp_norms_folded;       /* the expert's RMSNorm weights are folded into qkv and gate_up
                                  * (weights.c; the backend has rms_rope and rms_geglu) */
+    int llm_norms_folded;       /* the same for the prefix LLM (RTV_PREFIX_FOLD=0: not) */
     rtv_vis_layer *vis_layers;  /* host arrays behind w.vis / w.llm / w.exp */
     rtv_gemma_layer *llm_layers, *exp_layers;
     rtv_safetensors *st;        /* open checkpoint (embedding rows), NULL for random */

@@ -380,6 +380,8 @@ static int alloc_weights(rtv_policy *p)
     const rtv_model_cfg *c = &p->cfg;
     size_t total;
     p->exp_norms_folded = c->head == RTV_HEAD_FLOW && p->b->rms_rope && p->b->rms_geglu;
+    const char *pf = getenv("RTV_PREFIX_FOLD"); /* 0: the prefix runs its norms (comparing) */
+    p->llm_norms_folded = p->b->rms_rope && p->b->rms_geglu && !(pf && pf[0] == '0');
     p->vis_layers = calloc((size_t)c->vis_depth, sizeof(*p->vis_layers));
     p->llm_layers = calloc((size_t)c->llm_depth, sizeof(*p->llm_layers));
     p->exp_layers = calloc((size_t)c->llm_depth, sizeof(*p->exp_layers));
@@ -397,18 +399,30 @@ static int alloc_weights(rtv_policy *p)
 
 static void to_f32(float *out, const void *src, rtv_dtype dt, int64_t n);
 
-/* The expert's norms folded into the GEMMs after them (p->exp_norms_folded, set where the
- * backend has rms_rope and rms_geglu): column k of q/k/v and of gate/up is multiplied by
- * (1 + w[k]) of the RMSNorm before it, in fp32 before the backend stores it, and the norm's
- * row scale runs after the GEMM (backend.h). The norm's own weight is still uploaded, unused.
- * fold_ln holds each layer's two norm weights in fp32 as they are put (the table lists every
- * layer's norm before the GEMM rows that read it): [layer][0 attention, 1 MLP][We]. */
-static int fold_slot(const wrow *r)
+/* The norms folded into the GEMMs after them (p->exp_norms_folded for the expert,
+ * p->llm_norms_folded for the prefix LLM, set where the backend has rms_rope and rms_geglu):
+ * column k of q/k/v and of gate/up is multiplied by (1 + w[k]) of the RMSNorm before it, in
+ * fp32 before the backend stores it, and the norm's row scale runs after the GEMM (backend.h).
+ * The norm's own weight is still uploaded, unused. fold_ln holds each layer's two norm weights
+ * in fp32 as they are put (the table lists every layer's norm before the GEMM rows that read
+ * it): [0 prefix, 1 expert][layer][0 attention, 1 MLP][fold_width]. */
+static int fold_width(const rtv_model_cfg *c)
 {
-    if (r->layers != L_EXP) return -1;
-    if (r->dst == GF(ln_attn) || r->dst == GF(qkv)) return 0;
-    if (r->dst == GF(ln_ffw) || r->dst == GF(gate_up)) return 1;
-    return -1;
+    return c->llm_width > c->exp_width ? c->llm_width : c->exp_width;
+}
+
+/* The slot of row r in fold_ln (-1: r is not folded). */
+static int fold_slot(const rtv_policy *p, const wrow *r, int l)
+{
+    int t;
+    if (r->layers == L_LLM && p->llm_norms_folded) t = 0;
+    else if (r->layers == L_EXP && p->exp_norms_folded) t = 1;
+    else return -1;
+    int k;
+    if (r->dst == GF(ln_attn) || r->dst == GF(qkv)) k = 0;
+    else if (r->dst == GF(ln_ffw) || r->dst == GF(gate_up)) k = 1;
+    else return -1;
+    return (t * p->cfg.llm_depth + l) * 2 + k;
 }
 
 /* Uploads n host values (dtype dt) into the slot of row r, layer l, at the row's offset;
@@ -419,10 +433,10 @@ static int put(rtv_policy *p, const wrow *r, int l, const void *src, rtv_dtype d
     const void *slot = *dst_slot(p, r, l);
     const int64_t cols = n / rows, off = r->row_off ? dim_of(&p->cfg, r->row_off) * cols : 0;
     void *dst = (void *)rtv_w_at(p->b, slot, (size_t)off);
-    const int k = fold_ln ? fold_slot(r) : -1;
+    const int k = fold_ln ? fold_slot(p, r, l) : -1;
     if (k < 0) return p->b->upload_weight(dst, src, dt, (size_t)n);
-    const int we = p->cfg.exp_width;
-    float *nw = fold_ln + ((size_t)l * 2 + k) * we;
+    const int we = r->layers == L_LLM ? p->cfg.llm_width : p->cfg.exp_width;
+    float *nw = fold_ln + (size_t)k * fold_width(&p->cfg);
     if (r->dst == GF(ln_attn) || r->dst == GF(ln_ffw)) {
         to_f32(nw, src, dt, n); /* n == we: the shape was checked */
         return p->b->upload_weight(dst, src, dt, (size_t)n);
@@ -445,9 +459,9 @@ static int put(rtv_policy *p, const wrow *r, int l, const void *src, rtv_dtype d
 static float *fold_ln_new(const rtv_policy *p, int *st)
 {
     *st = RTV_OK;
-    if (!p->exp_norms_folded) return NULL;
-    float *f = calloc((size_t)p->cfg.llm_depth * 2 * p->cfg.exp_width, sizeof(float));
-    if (!f) *st = rtv_fail(RTV_E_NOMEM, "weights: out of memory for the expert's norm weights");
+    if (!p->exp_norms_folded && !p->llm_norms_folded) return NULL;
+    float *f = calloc((size_t)2 * p->cfg.llm_depth * 2 * fold_width(&p->cfg), sizeof(float));
+    if (!f) *st = rtv_fail(RTV_E_NOMEM, "weights: out of memory for the norm weights");
     return f;
 }
 

@@ -255,70 +255,106 @@ static __device__ float rms_row_scale(const bf16 *x, int dim, float eps, float *
 }
 
 /* Items of a row: n_heads * hd/2 rotation pairs (as rope_k), then the cols - n_heads * hd
- * values after the heads (v), only scaled. */
+ * values after the heads (v), only scaled. gridDim.x CTAs share a row and stride over its
+ * items; each computes the row scale once (rms_cpr keeps their number low for many rows). */
 static __global__ void rms_rope_k(bf16 *y, int ld, int cols, const bf16 *x, int dim, float eps,
                                   int n_heads, int hd, int pos0, float log2_theta)
 {
     rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
-    const int r = blockIdx.y, half = hd / 2, nrot = n_heads * half;
-    const int t = blockIdx.x * blockDim.x + threadIdx.x, items = nrot + cols - n_heads * hd;
-    bf16 *p = y + (size_t)r * ld;
-    int i = 0;
+    const int r = blockIdx.y, half = hd / 2, nrot = n_heads * half, items = nrot + cols - n_heads * hd;
+    const int step = gridDim.x * blockDim.x;
+    bf16 *row = y + (size_t)r * ld;
+    /* the first item's values are loaded before the row scale: their latency overlaps it */
+    int t = blockIdx.x * blockDim.x + threadIdx.x;
     float a = 0.0f, b = 0.0f;
     if (t < nrot) {
-        i = t % half;
-        p += (t / half) * hd + i;
+        bf16 *p = row + (t / half) * hd + t % half;
         a = __bfloat162float(p[0]);
         b = __bfloat162float(p[half]);
     } else if (t < items) {
-        p += n_heads * hd + (t - nrot);
-        a = __bfloat162float(p[0]);
+        a = __bfloat162float(row[n_heads * hd + (t - nrot)]);
     }
     const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
-    if (t < nrot) {
-        float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
-        float sn, cs;
-        sincosf((float)(pos0 + r) * inv_freq, &sn, &cs);
-        a *= sr;
-        b *= sr;
-        p[0] = __float2bfloat16(a * cs - b * sn);
-        p[half] = __float2bfloat16(b * cs + a * sn);
-    } else if (t < items) {
-        p[0] = __float2bfloat16(a * sr);
+    for (; t < items; t += step) {
+        if (t < nrot) {
+            const int i = t % half;
+            bf16 *p = row + (t / half) * hd + i;
+            const float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
+            float sn, cs;
+            sincosf((float)(pos0 + r) * inv_freq, &sn, &cs);
+            a *= sr;
+            b *= sr;
+            p[0] = __float2bfloat16(a * cs - b * sn);
+            p[half] = __float2bfloat16(b * cs + a * sn);
+        } else {
+            row[n_heads * hd + (t - nrot)] = __float2bfloat16(a * sr);
+        }
+        const int tn = t + step;
+        if (tn < nrot) {
+            const bf16 *p = row + (tn / half) * hd + tn % half;
+            a = __bfloat162float(p[0]);
+            b = __bfloat162float(p[half]);
+        } else if (tn < items) {
+            a = __bfloat162float(row[n_heads * hd + (tn - nrot)]);
+        }
     }
 }
 
-/* 8 outputs per thread with 16-byte accesses (ff % 8 == 0, aligned), else one. */
+/* 8 outputs per thread with 16-byte accesses (ff % 8 == 0, aligned), else one; gridDim.x CTAs
+ * share a row as in rms_rope_k. */
 template <int V>
 static __global__ void rms_geglu_k(bf16 *y, const bf16 *gu, const bf16 *x, int dim, float eps,
                                    int ff)
 {
     rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
-    const int r = blockIdx.y, j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
-    const bf16 *g = gu + (size_t)r * 2 * ff + j;
+    const int r = blockIdx.y, step = gridDim.x * blockDim.x * V;
+    const bf16 *grow = gu + (size_t)r * 2 * ff;
     alignas(16) bf16 gv[V], uv[V];
+    int j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     if (j < ff) {
         if constexpr (V == 8) {
-            *(uint4 *)gv = *(const uint4 *)g;
-            *(uint4 *)uv = *(const uint4 *)(g + ff);
+            *(uint4 *)gv = *(const uint4 *)(grow + j);
+            *(uint4 *)uv = *(const uint4 *)(grow + ff + j);
         } else {
-            gv[0] = g[0];
-            uv[0] = g[ff];
+            gv[0] = grow[j];
+            uv[0] = grow[ff + j];
         }
     }
     const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
-    if (j >= ff) return;
-    alignas(16) bf16 o[V];
+    for (; j < ff; j += step) {
+        alignas(16) bf16 o[V];
 #pragma unroll
-    for (int k = 0; k < V; k++)
-        o[k] = __float2bfloat16(rtv_gelu_tanh(sr * __bfloat162float(gv[k])) *
-                                (sr * __bfloat162float(uv[k])));
-    if constexpr (V == 8)
-        *(uint4 *)(y + (size_t)r * ff + j) = *(const uint4 *)o;
-    else
-        y[(size_t)r * ff + j] = o[0];
+        for (int k = 0; k < V; k++)
+            o[k] = __float2bfloat16(rtv_gelu_tanh(sr * __bfloat162float(gv[k])) *
+                                    (sr * __bfloat162float(uv[k])));
+        if constexpr (V == 8)
+            *(uint4 *)(y + (size_t)r * ff + j) = *(const uint4 *)o;
+        else
+            y[(size_t)r * ff + j] = o[0];
+        const int jn = j + step;
+        if (jn < ff) {
+            if constexpr (V == 8) {
+                *(uint4 *)gv = *(const uint4 *)(grow + jn);
+                *(uint4 *)uv = *(const uint4 *)(grow + ff + jn);
+            } else {
+                gv[0] = grow[jn];
+                uv[0] = grow[ff + jn];
+            }
+        }
+    }
+}
+
+/* CTAs per row for rms_rope / rms_geglu: enough for all of a row's items, but with many rows
+ * (the prefix: 512) no more than keep ~4 CTAs per SM busy, since every CTA of a row reads the
+ * whole row of x for its row scale. */
+static int rms_cpr(const rtv_stream *s, int per_row_threads, int rows)
+{
+    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    const int need = rtv_cdiv(per_row_threads, NORM_THREADS);
+    const int want = rtv_cdiv(4 * (sms > 0 ? sms : 1), rows);
+    return need < want ? need : want;
 }
 
 int rtv_cuda_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, int dim,
@@ -329,7 +365,7 @@ int rtv_cuda_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, i
         return rtv_fail(RTV_E_ARG, "rms_rope: rows=%d dim=%d cols=%d ld=%d heads=%d head_dim=%d",
                         rows, dim, cols, ld, n_heads, head_dim);
     const int items = n_heads * (head_dim / 2) + cols - n_heads * head_dim;
-    rms_rope_k<<<dim3(rtv_cdiv(items, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+    rms_rope_k<<<dim3(rms_cpr(s, items, rows), rows), NORM_THREADS, 0, s->s>>>(
         (bf16 *)y, ld, cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0, log2f(theta));
     LAUNCH_CHECK("rms_rope");
     return RTV_OK;
@@ -341,10 +377,10 @@ int rtv_cuda_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, in
     if (rows <= 0 || dim <= 0 || ff <= 0)
         return rtv_fail(RTV_E_ARG, "rms_geglu: rows=%d dim=%d ff=%d", rows, dim, ff);
     if (ff % 8 == 0 && !(((uintptr_t)y | (uintptr_t)gu) & 15))
-        rms_geglu_k<8><<<dim3(rtv_cdiv(ff / 8, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+        rms_geglu_k<8><<<dim3(rms_cpr(s, ff / 8, rows), rows), NORM_THREADS, 0, s->s>>>(
             (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
     else
-        rms_geglu_k<1><<<dim3(rtv_cdiv(ff, NORM_THREADS), rows), NORM_THREADS, 0, s->s>>>(
+        rms_geglu_k<1><<<dim3(rms_cpr(s, ff, rows), rows), NORM_THREADS, 0, s->s>>>(
             (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
     LAUNCH_CHECK("rms_geglu");
     return RTV_OK;

@@ -430,6 +430,8 @@ int main(int argc, char **argv)
     t_rms_fold(51, 1024, 9, 256, 2560, 2560, 4096);   /* the expert: q+k rotated, v scaled */
     t_rms_fold(1, 1024, 9, 256, 2560, 2560 + 64, 4096); /* one row, a gap after the row */
     t_rms_fold(7, 36, 2, 12, 30, 33, 20);             /* odd sizes: scalar paths */
+    t_rms_fold(512, 2048, 9, 256, 2560, 2560, 16384); /* the prefix: CTAs loop over a row */
+    t_rms_fold(300, 40, 2, 12, 30, 33, 2001);         /* looping on the scalar paths */
     t_rms_mlp(51, 1024, 4096, 2048, 2560, 9, 256);    /* the expert's layer end + next qkv, state row */
     t_rms_mlp(50, 1024, 4096, 2048, 2560, 9, 256);    /* the action rows alone */
     t_rms_mlp(50, 1024, 4096, 2048, 0, 0, 0);         /* the last layer: no next qkv */
