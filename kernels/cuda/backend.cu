@@ -127,7 +127,6 @@ static int cuda_stream_new(rtv_stream **out)
     }
     s->sm_count = sms;
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
-    s->lt_tune = rtv_cuda_env_switch("RTV_LT_TUNE", 0);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
         (st = rtv_cuda_mlp_init(s)))
         goto fail;

@@ -8,77 +8,13 @@
  * add in the GEMM); SiLU runs as one elementwise pass after the GEMM (no cuBLASLt epilogue).
  * M <= 64 goes to the few-row kernel first when it is switched on (skinny.cu, opt-in).
  * Plans (descriptors + heuristic algo) are cached per stream by shape, so repeated calls and
- * graph capture cost no heuristic search. RTV_LT_TUNE=1 (opt-in until it wins in `bench
- * model`): a plan for M > 64 made outside graph capture times the heuristic's first 8
- * candidates on the call's own operands (into a temporary output, so y and a residual in it
- * are untouched) and keeps the fastest. */
+ * graph capture cost no heuristic search. */
 #include <string.h>
 
 #include "cuda_impl.h"
 
-/* Median of 5 timed runs of candidate algo into tmp after one warm-up; < 0 if it fails. */
-static float lt_time(rtv_stream *s, struct rtv_lt_plan *p, const cublasLtMatmulAlgo_t *algo,
-                     const void *x, const void *w, void *tmp, cudaEvent_t e0, cudaEvent_t e1)
-{
-    const float alpha = 1.0f, beta = 0.0f;
-    float t[5];
-    if (cublasLtMatmul(s->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, tmp, p->c, tmp, p->c,
-                       algo, s->lt_ws, s->lt_ws_bytes, s->s) != CUBLAS_STATUS_SUCCESS)
-        return -1.0f;
-    for (int r = 0; r < 5; r++) {
-        if (cudaEventRecord(e0, s->s) != cudaSuccess ||
-            cublasLtMatmul(s->lt, p->desc, &alpha, w, p->a, x, p->b, &beta, tmp, p->c, tmp, p->c,
-                           algo, s->lt_ws, s->lt_ws_bytes, s->s) != CUBLAS_STATUS_SUCCESS ||
-            cudaEventRecord(e1, s->s) != cudaSuccess || cudaEventSynchronize(e1) != cudaSuccess ||
-            cudaEventElapsedTime(&t[r], e0, e1) != cudaSuccess)
-            return -1.0f;
-    }
-    for (int i = 1; i < 5; i++) /* insertion sort: the median is t[2] */
-        for (int j = i; j > 0 && t[j] < t[j - 1]; j--) {
-            const float u = t[j];
-            t[j] = t[j - 1];
-            t[j - 1] = u;
-        }
-    return t[2];
-}
-
-/* The fastest of n candidate algorithms for plan p on these operands (a candidate that fails
- * is skipped); -1 where timing is impossible. */
-static int lt_fastest(rtv_stream *s, struct rtv_lt_plan *p,
-                      const cublasLtMatmulHeuristicResult_t *res, int n, const void *x,
-                      const void *w, const void *bias)
-{
-    void *tmp = NULL;
-    cudaEvent_t e0 = NULL, e1 = NULL;
-    int best = -1;
-    float best_ms = 0.0f;
-    if (cudaMalloc(&tmp, (size_t)p->M * p->ldy * 2) == cudaSuccess &&
-        cudaEventCreate(&e0) == cudaSuccess && cudaEventCreate(&e1) == cudaSuccess &&
-        (!bias || cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
-                                                 &bias, sizeof(bias)) == CUBLAS_STATUS_SUCCESS)) {
-        for (int c = 0; c < n; c++) {
-            const float ms = lt_time(s, p, &res[c].algo, x, w, tmp, e0, e1);
-            if (ms < 0.0f) { /* this candidate cannot run here: the others still may */
-                cudaStreamSynchronize(s->s);
-                cudaGetLastError();
-                continue;
-            }
-            if (best < 0 || ms < best_ms) {
-                best = c;
-                best_ms = ms;
-            }
-        }
-    }
-    cudaGetLastError();
-    if (e0) cudaEventDestroy(e0);
-    if (e1) cudaEventDestroy(e1);
-    if (tmp) cudaFree(tmp);
-    return best;
-}
-
 static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx, int ldy,
-                                    int epi, int beta1, const void *x, const void *w,
-                                    const void *bias, int *st)
+                                    int epi, int beta1, int *st)
 {
     *st = RTV_OK;
     struct rtv_lt_plan *free_slot = NULL;
@@ -106,7 +42,6 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     cublasLtMatmulPreference_t pref = NULL;
     cublasLtMatmulHeuristicResult_t res[8];
     int n_res = 0;
-    const bool tune = s->lt_tune && M > 64 && !s->capturing;
 #define LT(call)                                                                              \
     do {                                                                                      \
         cublasStatus_t bs_ = (call);                                                          \
@@ -134,7 +69,7 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                             &s->lt_ws_bytes, sizeof(s->lt_ws_bytes)));
     LT(cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->a, p->b, p->c, p->c, pref,
-                                      s->lt_algo > 0 || tune ? 8 : 1, res, &n_res));
+                                      s->lt_algo > 0 ? 8 : 1, res, &n_res));
     cublasLtMatmulPreferenceDestroy(pref);
     pref = NULL;
     if (n_res < 1) {
@@ -144,10 +79,6 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     /* s->lt_algo (tune.h, benchmarks only): the heuristic's i-th choice instead of its first */
     p->algo = res[s->lt_algo < n_res ? s->lt_algo : n_res - 1].algo;
     p->M = M; p->N = N; p->K = K; p->ldx = ldx; p->ldy = ldy; p->epi = epi; p->beta1 = beta1;
-    if (tune && n_res > 1) {
-        const int b = lt_fastest(s, p, res, n_res, x, w, bias);
-        if (b >= 0) p->algo = res[b].algo;
-    }
     p->valid = 1;
     return p;
 fail:
@@ -196,7 +127,7 @@ int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, con
     if (!rtv_cuda_skinny(s, y, ldy, x, ldx, w, bias, M, N, K, flags, &st)) return st;
     const int lt_gelu = (flags & RTV_MM_GELU) && s->lt_gelu;
     struct rtv_lt_plan *p = plan_get(s, M, N, K, ldx, ldy, (bias != NULL) | (lt_gelu << 1), accum,
-                                     x, w, bias, &st);
+                                     &st);
     if (!p) return st;
     if (bias)
         BLAS_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER,
