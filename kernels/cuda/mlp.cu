@@ -47,7 +47,7 @@ struct mlp_args {
     int ldqy, qcols, rheads, hd, pos0;
     float log2_theta;
     bf16 *h;               /* [M, ff] */
-    float *part;           /* [ks, M, dim] phase B partials (ks > 1) */
+    float *part;           /* split-K partials (ks > 1): [column block][split][nt * 8][MLP_COLS] */
     unsigned *sync;        /* [0] barrier arrivals, [1] exits, [2 + rb] phase B arrivals */
     int M, nt, dim, ff, ks, qd, kso; /* ks, kso: K splits of phases B and O */
     unsigned long long *trace; /* NULL, or per CTA 16 %globaltimer marks (RTV_MLP_TRACE=1) */
@@ -80,18 +80,6 @@ static __device__ __forceinline__ void mlp_issue_w(unsigned char *sm, int st, in
         mlp_cp16(d + rtv_swz(r, u), wrow(r) + c * 64 + u * 8, true);
     }
 }
-/* Activation rows [nt * 8][64] of chunk c into stage st (rows >= M zero-filled). */
-static __device__ __forceinline__ void mlp_issue_x(unsigned char *sm, int st, int c,
-                                                   const bf16 *X, int ldx, int M, int nt)
-{
-    bf16 *d = (bf16 *)(sm + (size_t)st * MLP_STAGE + MLP_STAGE / 2);
-    for (int i = threadIdx.x; i < nt * 64; i += MLP_THREADS) {
-        const int r = i >> 3, u = i & 7;
-        const bool ok = r < M;
-        mlp_cp16(d + rtv_swz(r, u), X + (size_t)(ok ? r : 0) * ldx + c * 64 + u * 8, ok);
-    }
-}
-
 /* The chunk a CTA streams c-th: with rot = CTA index (RTV_MLP_STAGGER, default on) the CTAs
  * start at different chunks, so that 132 of them do not read the same activation lines of L2
  * at once; the sums' order changes with it, deterministically. */
@@ -101,75 +89,128 @@ static __device__ __forceinline__ int mlp_rot(int c, int nch, int rot)
     return p < nch ? p : p - nch;
 }
 
+static __device__ __forceinline__ void mlp_cp16s(unsigned s, const void *g, bool ok)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(g),
+                 "r"(ok ? 16 : 0));
+}
+static __device__ __forceinline__ void mlp_ldsm4(uint32_t (&r)[4], unsigned a)
+{
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+}
+
 /* One item: acc (this warp's m16 tile x nt n-tiles, its k16 steps only) over nch chunks of K.
  * X and wrow start at the item's first K column. The first wpre chunks' weights are already
  * in flight (issued before the grid barrier, one older commit group). SS: also sum the
- * squares of activation row tid / 4 (a quarter of each chunk per thread) into *ss. */
+ * squares of activation row tid / 4 (a quarter of each chunk per thread) into *ss.
+ * Every address a chunk needs is the same from chunk to chunk but for the stage and the K
+ * offset: the copies' sources and destinations and the ldmatrix offsets are computed once per
+ * item, and each chunk's fragments are all loaded before its MMAs (the kernel has 2 warps per
+ * scheduler: a load-use chain per MMA would stall each of them). */
 template <int RB, int S, bool SS, typename WRow>
 static __device__ __forceinline__ void mlp_item(unsigned char *sm, WRow wrow, const bf16 *X,
                                                 int ldx, int M, int nt, int nch, int wpre, int rot,
                                                 float (&acc)[8][4], float &ss)
 {
     constexpr int TILES = RB / 16, KG = 8 / TILES, SPK = 4 / KG;
+    constexpr int WP = (RB * 8 + MLP_THREADS - 1) / MLP_THREADS; /* weight copies per thread */
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int tl = warp % TILES, kg = warp / TILES;
+    const unsigned sbase = (unsigned)__cvta_generic_to_shared(sm);
+    const bf16 *wsrc[WP];
+    unsigned wdst[WP];
+#pragma unroll
+    for (int k = 0; k < WP; k++) {
+        const int i = threadIdx.x + k * MLP_THREADS, r = i >> 3, u = i & 7;
+        wsrc[k] = wrow(r < RB ? r : 0) + u * 8;
+        wdst[k] = i < RB * 8 ? (unsigned)rtv_swz(r, u) * 2 : ~0u;
+    }
+    const bf16 *xsrc[2];
+    unsigned xdst[2];
+    bool xok[2];
+#pragma unroll
+    for (int k = 0; k < 2; k++) { /* nt * 64 <= 512 copies of activation rows */
+        const int i = threadIdx.x + k * MLP_THREADS, r = i >> 3, u = i & 7;
+        xok[k] = r < M;
+        xsrc[k] = X + (size_t)(xok[k] ? r : 0) * ldx + u * 8;
+        xdst[k] = i < nt * 64 ? (unsigned)(MLP_STAGE / 2 + rtv_swz(r, u) * 2) : ~0u;
+    }
+    unsigned aoff[SPK], boff[SPK][4];
+#pragma unroll
+    for (int s = 0; s < SPK; s++) {
+        const int kk = kg * SPK + s;
+        aoff[s] = (unsigned)rtv_swz(tl * 16 + (lane & 15), 2 * kk + (lane >> 4)) * 2;
+#pragma unroll
+        for (int jp = 0; jp < 4; jp++)
+            boff[s][jp] = MLP_STAGE / 2 +
+                          (unsigned)rtv_swz(16 * jp + (lane & 7) + 8 * (lane >> 4),
+                                            2 * kk + ((lane >> 3) & 1)) * 2;
+    }
+    const unsigned ssoff = SS ? MLP_STAGE / 2 + (unsigned)rtv_swz(threadIdx.x >> 2, 2 * (threadIdx.x & 3)) * 2 : 0;
+    const unsigned ssoff2 = SS ? MLP_STAGE / 2 + (unsigned)rtv_swz(threadIdx.x >> 2, 2 * (threadIdx.x & 3) + 1) * 2 : 0;
+    auto issue = [&](int st, int c, bool w) {
+        const unsigned b = sbase + (unsigned)st * MLP_STAGE;
+        const int ko = mlp_rot(c, nch, rot) * 64;
+        if (w) {
+#pragma unroll
+            for (int k = 0; k < WP; k++)
+                if (wdst[k] != ~0u) mlp_cp16s(b + wdst[k], wsrc[k] + ko, true);
+        }
+#pragma unroll
+        for (int k = 0; k < 2; k++)
+            if (xdst[k] != ~0u) mlp_cp16s(b + xdst[k], xsrc[k] + ko, xok[k]);
+    };
 #pragma unroll
     for (int j = 0; j < 8; j++) acc[j][0] = acc[j][1] = acc[j][2] = acc[j][3] = 0.f;
 #pragma unroll
     for (int c = 0; c < S - 1; c++) {
-        if (c < nch) {
-            const int pc = mlp_rot(c, nch, rot);
-            if (c >= wpre) mlp_issue_w<RB>(sm, c, pc, wrow);
-            mlp_issue_x(sm, c, pc, X, ldx, M, nt);
-        }
+        if (c < nch) issue(c, c, c >= wpre);
         mlp_commit();
     }
     for (int c = 0; c < nch; c++) {
-        const int cn = c + S - 1;
-        if (cn < nch) {
-            const int pc = mlp_rot(cn, nch, rot);
-            mlp_issue_w<RB>(sm, cn % S, pc, wrow);
-            mlp_issue_x(sm, cn % S, pc, X, ldx, M, nt);
-        }
-        mlp_commit();
-        mlp_wait<S - 1>();
+        /* chunk c is in; after the barrier every warp is past chunk c - 1, whose stage takes
+         * chunk c + S - 1: one barrier per chunk */
+        mlp_wait<S - 2>();
         __syncthreads();
-        const bf16 *ws = (const bf16 *)(sm + (size_t)(c % S) * MLP_STAGE);
-        const bf16 *xs = ws + MLP_STAGE / 4; /* MLP_STAGE / 2 bytes */
+        const int cn = c + S - 1;
+        if (cn < nch) issue(cn % S, cn, true);
+        mlp_commit();
+        const unsigned b = sbase + (unsigned)(c % S) * MLP_STAGE;
+        uint32_t af[SPK][4], bfr[SPK][4][4];
 #pragma unroll
         for (int s = 0; s < SPK; s++) {
-            const int kk = kg * SPK + s;
-            uint32_t af[4];
-            rtv_ldsm_x4(af, ws + rtv_swz(tl * 16 + (lane & 15), 2 * kk + (lane >> 4)));
+            mlp_ldsm4(af[s], b + aoff[s]);
+#pragma unroll
+            for (int jp = 0; jp < 4; jp++)
+                if (2 * jp < nt) mlp_ldsm4(bfr[s][jp], b + boff[s][jp]);
+        }
+        if (SS && (int)(threadIdx.x >> 2) < M) {
+            const bf16 *xs = (const bf16 *)(sm + (size_t)(c % S) * MLP_STAGE);
+            const uint4 v0 = *(const uint4 *)((const unsigned char *)xs + ssoff);
+            const uint4 v1 = *(const uint4 *)((const unsigned char *)xs + ssoff2);
+            const __nv_bfloat162 *p0 = (const __nv_bfloat162 *)&v0, *p1 = (const __nv_bfloat162 *)&v1;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float2 f = __bfloat1622float2(p0[e]), h = __bfloat1622float2(p1[e]);
+                ss += f.x * f.x + f.y * f.y + h.x * h.x + h.y * h.y;
+            }
+        }
+#pragma unroll
+        for (int s = 0; s < SPK; s++)
 #pragma unroll
             for (int jp = 0; jp < 4; jp++) {
-                if (2 * jp >= nt) break;
-                uint32_t bf[4];
-                rtv_ldsm_x4(bf, xs + rtv_swz(16 * jp + (lane & 7) + 8 * (lane >> 4),
-                                             2 * kk + ((lane >> 3) & 1)));
-                rtv_mma16816(acc[2 * jp], af[0], af[1], af[2], af[3], bf[0], bf[1]);
+                if (2 * jp < nt)
+                    rtv_mma16816(acc[2 * jp], af[s][0], af[s][1], af[s][2], af[s][3],
+                                 bfr[s][jp][0], bfr[s][jp][1]);
                 if (2 * jp + 1 < nt)
-                    rtv_mma16816(acc[2 * jp + 1], af[0], af[1], af[2], af[3], bf[2], bf[3]);
+                    rtv_mma16816(acc[2 * jp + 1], af[s][0], af[s][1], af[s][2], af[s][3],
+                                 bfr[s][jp][2], bfr[s][jp][3]);
             }
-        }
-        if (SS) {
-            const int r = threadIdx.x >> 2, q = threadIdx.x & 3;
-            if (r < M) {
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    uint4 v = *(const uint4 *)(xs + rtv_swz(r, 2 * q + h));
-                    const __nv_bfloat162 *p = (const __nv_bfloat162 *)&v;
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float2 f = __bfloat1622float2(p[e]);
-                        ss += f.x * f.x + f.y * f.y;
-                    }
-                }
-            }
-        }
-        __syncthreads(); /* the stage may be refilled by the next iteration */
     }
     mlp_wait<0>();
+    __syncthreads(); /* every warp is done with the ring's stages */
     /* the k groups' partial tiles meet: groups 1.. leave theirs in the (free) ring, group 0
      * adds them in group order */
     float *red = (float *)sm;
@@ -235,17 +276,13 @@ static __device__ __forceinline__ mlp_wrows mlp_splitk_rows(const bf16 *W, int K
     return mlp_wrows{ W + (size_t)rb * MLP_COLS * K + (size_t)ks * kr, K };
 }
 
-/* Element offset in x [M, dim] of accumulator acc[j][e] of a lane (t = lane % 4) whose tile
- * row g sits at column cb: row 8 j + 2 t + (e & 1), column cb + 8 (e >> 1); -1 past the rows. */
-static __device__ __forceinline__ long mlp_cell(const mlp_args &a, int j, int e, int t, int cb)
-{
-    const int m = 8 * j + 2 * t + (e & 1);
-    return j < a.nt && m < a.M ? (long)m * a.dim + cb + 8 * (e >> 1) : -1;
-}
-
 /* x[M, dim] += X[M, K] . W[dim, K]^T over items (column block, K split); the first item's
- * first wpre chunks of weights are in flight. Each split leaves its fp32 partial in part; the
- * last to arrive adds the splits in split order to x and resets the arrival counter. */
+ * first wpre chunks of weights are in flight. The item's tile [nt * 8 rows][MLP_COLS] goes to
+ * shared memory; with K splits every CTA stores it as one contiguous fp32 block of part
+ * (16-byte stores by all threads), and the last of a column block's splits to arrive adds the
+ * splits in split order (its own from shared memory; all loads in flight at once, 16 bytes
+ * each) and x, and resets the arrival counter: deterministic, the same sums as one thread per
+ * element would make. */
 template <int S>
 static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned char *sm,
                                                   const bf16 *X, int K, const bf16 *W, int ks_n,
@@ -253,25 +290,31 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
 {
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const int nrb = a.dim / MLP_COLS, nb = nrb * ks_n, kr = K / ks_n, nch = kr / 64;
+    const int rows8 = a.nt * 8, nq = rows8 * (MLP_COLS / 4); /* float4s of a tile */
+    float *tile = (float *)sm; /* [rows8][MLP_COLS], in the ring (free after mlp_item) */
     float acc[8][4], dummy = 0.f;
     for (int it = blockIdx.x; it < nb; it += gridDim.x) {
         const int rb = it % nrb, ks = it / nrb;
         mlp_item<MLP_COLS, S, false>(sm, mlp_splitk_rows(W, K, kr, rb, ks), X + (size_t)ks * kr,
-                                     K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0, a.rot * (int)blockIdx.x,
-                                     acc, dummy);
+                                     K, a.M, a.nt, nch, it == (int)blockIdx.x ? wpre : 0,
+                                     a.rot * (int)blockIdx.x, acc, dummy);
         if (it == (int)blockIdx.x) mlp_mark(a, mk);
-        /* warps 0, 1 hold columns cb (e 0, 1) and cb + 8 (e 2, 3) of rows 8 j + 2 t + (e & 1) */
-        const int cb = rb * MLP_COLS + warp * 16 + g;
-        const size_t split = (size_t)a.M * a.dim; /* elements of one split's partial */
+        /* warps 0, 1 hold columns 16 w + g (e 0, 1) and 16 w + g + 8 (e 2, 3) of rows
+         * 8 j + 2 t + (e & 1) */
+        if (warp < 2)
+#pragma unroll
+            for (int j = 0; j < 8; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    if (j < a.nt)
+                        tile[(8 * j + 2 * t + (e & 1)) * MLP_COLS + warp * 16 + g + 8 * (e >> 1)] =
+                            acc[j][e];
+        __syncthreads();
+        float4 *blk = NULL; /* this column block's partials: [ks_n][rows8][MLP_COLS] */
         if (ks_n > 1) {
-            if (warp < 2)
-#pragma unroll
-                for (int j = 0; j < 8; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const long c = mlp_cell(a, j, e, t, cb);
-                        if (c >= 0) a.part[ks * split + c] = acc[j][e];
-                    }
+            blk = (float4 *)(a.part + (size_t)rb * ks_n * rows8 * MLP_COLS);
+            for (int i = threadIdx.x; i < nq; i += MLP_THREADS)
+                __stcg(blk + (size_t)ks * nq + i, ((const float4 *)tile)[i]);
             __threadfence();
             __syncthreads();
             if (threadIdx.x == 0) {
@@ -281,42 +324,57 @@ static __device__ __forceinline__ void mlp_splitk(const mlp_args &a, unsigned ch
             }
             __syncthreads();
             const int last = *flag;
-            __syncthreads(); /* flag is read */
-            if (!last) continue;
+            if (!last) {
+                __syncthreads(); /* flag and tile are read: the ring may be refilled */
+                continue;
+            }
             __threadfence();
         }
-        if (warp >= 2) continue;
-        /* every load in flight before the first store (x and part may alias for the compiler:
-         * a load after a store would wait a round trip per element); splits added in order */
-        float sum[8][4];
+        /* up to two float4s of the tile per thread: every load issued before any store */
+        for (int i0 = threadIdx.x; i0 < nq; i0 += 2 * MLP_THREADS) {
+            float4 v[2];
+            uint2 xv[2];
+            long xo[2];
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+            for (int h = 0; h < 2; h++) {
+                const int i = i0 + h * MLP_THREADS, m = i / (MLP_COLS / 4);
+                xo[h] = i < nq && m < a.M
+                            ? (long)m * a.dim + rb * MLP_COLS + (i % (MLP_COLS / 4)) * 4
+                            : -1;
+                v[h] = make_float4(0.f, 0.f, 0.f, 0.f);
+                xv[h] = make_uint2(0u, 0u);
+                if (xo[h] >= 0) xv[h] = __ldcg((const uint2 *)(a.x + xo[h]));
+            }
+#pragma unroll 4
+            for (int z = 0; z < ks_n; z++) {
+                float4 p[2];
 #pragma unroll
-            for (int e = 0; e < 4; e++) sum[j][e] = ks_n > 1 ? 0.f : acc[j][e];
-        for (int z = 0; z < ks_n && ks_n > 1; z++)
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const long c = mlp_cell(a, j, e, t, cb);
-                    sum[j][e] += z == ks ? acc[j][e] : c >= 0 ? __ldcg(&a.part[z * split + c]) : 0.f;
+                for (int h = 0; h < 2; h++) {
+                    const int i = i0 + h * MLP_THREADS;
+                    p[h] = xo[h] < 0 ? make_float4(0.f, 0.f, 0.f, 0.f)
+                           : ks_n == 1 || z == ks ? ((const float4 *)tile)[i]
+                                                  : __ldcg(blk + (size_t)z * nq + i);
                 }
-        /* x through L2 (other CTAs write other columns of its lines): all loads, then stores */
-        float xv[8][4];
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const long c = mlp_cell(a, j, e, t, cb);
-                xv[j][e] = c >= 0 ? __bfloat162float(__ldcg(a.x + c)) : 0.f;
+                for (int h = 0; h < 2; h++) {
+                    v[h].x += p[h].x;
+                    v[h].y += p[h].y;
+                    v[h].z += p[h].z;
+                    v[h].w += p[h].w;
+                }
             }
 #pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const long c = mlp_cell(a, j, e, t, cb);
-                if (c >= 0) a.x[c] = __float2bfloat16(xv[j][e] + sum[j][e]);
+            for (int h = 0; h < 2; h++) {
+                if (xo[h] < 0) continue;
+                const __nv_bfloat162 *xb = (const __nv_bfloat162 *)&xv[h];
+                const float2 x0 = __bfloat1622float2(xb[0]), x1 = __bfloat1622float2(xb[1]);
+                __nv_bfloat162 o[2];
+                o[0] = __floats2bfloat162_rn(x0.x + v[h].x, x0.y + v[h].y);
+                o[1] = __floats2bfloat162_rn(x1.x + v[h].z, x1.y + v[h].w);
+                *(uint2 *)(a.x + xo[h]) = *(const uint2 *)o;
             }
+        }
+        __syncthreads(); /* tile is read: the ring may be refilled */
     }
 }
 
@@ -614,7 +672,7 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
     const int kmax = a.ks > a.kso ? a.ks : a.kso;
     if (kmax > 1) {
         rtv_cuda_scratch_begin(s);
-        a.part = (float *)rtv_cuda_scratch(s, (size_t)kmax * rows * dim * sizeof(float));
+        a.part = (float *)rtv_cuda_scratch(s, (size_t)kmax * a.nt * 8 * dim * sizeof(float));
         if (!a.part) return RTV_E_NOMEM;
     }
     cudaLaunchConfig_t cfg = {};
