@@ -256,53 +256,100 @@ static __device__ float rms_row_scale(const bf16 *x, int dim, float eps, float *
 
 /* Items of a row: n_heads * hd/2 rotation pairs (as rope_k), then the cols - n_heads * hd
  * values after the heads (v), only scaled. gridDim.x CTAs share a row and stride over its
- * items; each computes the row scale once (rms_cpr keeps their number low for many rows). */
+ * items; each computes the row scale once (rms_cpr keeps their number low for many rows). A
+ * thread's first RMS_PRE items are loaded before the row scale and before any store (y and x
+ * may alias for the compiler: a load after a store would wait for it), later ones one by one. */
+#define RMS_PRE 4
+static __device__ __forceinline__ void rms_rope_item(bf16 *row, int t, int nrot, int half,
+                                                     int hd, int n_heads, int r, int pos0,
+                                                     float log2_theta, float sr, float a, float b)
+{
+    if (t < nrot) {
+        const int i = t % half;
+        bf16 *p = row + (t / half) * hd + i;
+        const float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
+        float sn, cs;
+        sincosf((float)(pos0 + r) * inv_freq, &sn, &cs);
+        a *= sr;
+        b *= sr;
+        p[0] = __float2bfloat16(a * cs - b * sn);
+        p[half] = __float2bfloat16(b * cs + a * sn);
+    } else {
+        row[n_heads * hd + (t - nrot)] = __float2bfloat16(a * sr);
+    }
+}
+
 static __global__ void rms_rope_k(bf16 *y, int ld, int cols, const bf16 *x, int dim, float eps,
                                   int n_heads, int hd, int pos0, float log2_theta)
 {
     rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
     const int r = blockIdx.y, half = hd / 2, nrot = n_heads * half, items = nrot + cols - n_heads * hd;
-    const int step = gridDim.x * blockDim.x;
+    const int step = gridDim.x * blockDim.x, t0 = blockIdx.x * blockDim.x + threadIdx.x;
     bf16 *row = y + (size_t)r * ld;
-    /* the first item's values are loaded before the row scale: their latency overlaps it */
-    int t = blockIdx.x * blockDim.x + threadIdx.x;
-    float a = 0.0f, b = 0.0f;
-    if (t < nrot) {
-        bf16 *p = row + (t / half) * hd + t % half;
-        a = __bfloat162float(p[0]);
-        b = __bfloat162float(p[half]);
-    } else if (t < items) {
-        a = __bfloat162float(row[n_heads * hd + (t - nrot)]);
+    float a[RMS_PRE], b[RMS_PRE];
+#pragma unroll
+    for (int k = 0; k < RMS_PRE; k++) {
+        const int t = t0 + k * step;
+        a[k] = b[k] = 0.0f;
+        if (t < nrot) {
+            const bf16 *p = row + (t / half) * hd + t % half;
+            a[k] = __bfloat162float(p[0]);
+            b[k] = __bfloat162float(p[half]);
+        } else if (t < items) {
+            a[k] = __bfloat162float(row[n_heads * hd + (t - nrot)]);
+        }
     }
     const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
-    for (; t < items; t += step) {
+#pragma unroll
+    for (int k = 0; k < RMS_PRE; k++) {
+        const int t = t0 + k * step;
+        if (t < items)
+            rms_rope_item(row, t, nrot, half, hd, n_heads, r, pos0, log2_theta, sr, a[k], b[k]);
+    }
+    for (int t = t0 + RMS_PRE * step; t < items; t += step) {
+        float a1 = 0.0f, b1 = 0.0f;
         if (t < nrot) {
-            const int i = t % half;
-            bf16 *p = row + (t / half) * hd + i;
-            const float inv_freq = exp2f(-(2.0f * i / hd) * log2_theta);
-            float sn, cs;
-            sincosf((float)(pos0 + r) * inv_freq, &sn, &cs);
-            a *= sr;
-            b *= sr;
-            p[0] = __float2bfloat16(a * cs - b * sn);
-            p[half] = __float2bfloat16(b * cs + a * sn);
+            const bf16 *p = row + (t / half) * hd + t % half;
+            a1 = __bfloat162float(p[0]);
+            b1 = __bfloat162float(p[half]);
         } else {
-            row[n_heads * hd + (t - nrot)] = __float2bfloat16(a * sr);
+            a1 = __bfloat162float(row[n_heads * hd + (t - nrot)]);
         }
-        const int tn = t + step;
-        if (tn < nrot) {
-            const bf16 *p = row + (tn / half) * hd + tn % half;
-            a = __bfloat162float(p[0]);
-            b = __bfloat162float(p[half]);
-        } else if (tn < items) {
-            a = __bfloat162float(row[n_heads * hd + (tn - nrot)]);
-        }
+        rms_rope_item(row, t, nrot, half, hd, n_heads, r, pos0, log2_theta, sr, a1, b1);
+    }
+}
+
+/* gelu(s g) * (s u) of V gate and V up values into y. */
+template <int V>
+static __device__ __forceinline__ void rms_geglu_put(bf16 *y, const bf16 *gv, const bf16 *uv,
+                                                     float sr)
+{
+    alignas(16) bf16 o[V];
+#pragma unroll
+    for (int k = 0; k < V; k++)
+        o[k] = __float2bfloat16(rtv_gelu_tanh(sr * __bfloat162float(gv[k])) *
+                                (sr * __bfloat162float(uv[k])));
+    if constexpr (V == 8)
+        *(uint4 *)y = *(const uint4 *)o;
+    else
+        y[0] = o[0];
+}
+
+template <int V>
+static __device__ __forceinline__ void rms_geglu_get(bf16 *gv, bf16 *uv, const bf16 *g, int ff)
+{
+    if constexpr (V == 8) {
+        *(uint4 *)gv = *(const uint4 *)g;
+        *(uint4 *)uv = *(const uint4 *)(g + ff);
+    } else {
+        gv[0] = g[0];
+        uv[0] = g[ff];
     }
 }
 
 /* 8 outputs per thread with 16-byte accesses (ff % 8 == 0, aligned), else one; gridDim.x CTAs
- * share a row as in rms_rope_k. */
+ * share a row, loads as in rms_rope_k. */
 template <int V>
 static __global__ void rms_geglu_k(bf16 *y, const bf16 *gu, const bf16 *x, int dim, float eps,
                                    int ff)
@@ -310,39 +357,21 @@ static __global__ void rms_geglu_k(bf16 *y, const bf16 *gu, const bf16 *x, int d
     rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[32];
     const int r = blockIdx.y, step = gridDim.x * blockDim.x * V;
+    const int j0 = (blockIdx.x * blockDim.x + threadIdx.x) * V;
     const bf16 *grow = gu + (size_t)r * 2 * ff;
-    alignas(16) bf16 gv[V], uv[V];
-    int j = (blockIdx.x * blockDim.x + threadIdx.x) * V;
-    if (j < ff) {
-        if constexpr (V == 8) {
-            *(uint4 *)gv = *(const uint4 *)(grow + j);
-            *(uint4 *)uv = *(const uint4 *)(grow + ff + j);
-        } else {
-            gv[0] = grow[j];
-            uv[0] = grow[ff + j];
-        }
-    }
-    const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
-    for (; j < ff; j += step) {
-        alignas(16) bf16 o[V];
+    bf16 *yrow = y + (size_t)r * ff;
+    alignas(16) bf16 gv[RMS_PRE][V], uv[RMS_PRE][V];
 #pragma unroll
-        for (int k = 0; k < V; k++)
-            o[k] = __float2bfloat16(rtv_gelu_tanh(sr * __bfloat162float(gv[k])) *
-                                    (sr * __bfloat162float(uv[k])));
-        if constexpr (V == 8)
-            *(uint4 *)(y + (size_t)r * ff + j) = *(const uint4 *)o;
-        else
-            y[(size_t)r * ff + j] = o[0];
-        const int jn = j + step;
-        if (jn < ff) {
-            if constexpr (V == 8) {
-                *(uint4 *)gv = *(const uint4 *)(grow + jn);
-                *(uint4 *)uv = *(const uint4 *)(grow + ff + jn);
-            } else {
-                gv[0] = grow[jn];
-                uv[0] = grow[ff + jn];
-            }
-        }
+    for (int k = 0; k < RMS_PRE; k++)
+        if (j0 + k * step < ff) rms_geglu_get<V>(gv[k], uv[k], grow + j0 + k * step, ff);
+    const float sr = rms_row_scale(x + (size_t)r * dim, dim, eps, sh);
+#pragma unroll
+    for (int k = 0; k < RMS_PRE; k++)
+        if (j0 + k * step < ff) rms_geglu_put<V>(yrow + j0 + k * step, gv[k], uv[k], sr);
+    for (int j = j0 + RMS_PRE * step; j < ff; j += step) {
+        alignas(16) bf16 g1[V], u1[V];
+        rms_geglu_get<V>(g1, u1, grow + j, ff);
+        rms_geglu_put<V>(yrow + j, g1, u1, sr);
     }
 }
 
