@@ -4,7 +4,9 @@
  * Layer (pre-norm, Gemma 1): x += o(attn(rope(qkv(rms(x))))); x += down(geglu(gate_up(rms(x)))),
  * RMSNorm scaled by (1 + w), RoPE half-split on q and k only, logits scaled by head_dim^-1/2.
  * The prefix is bidirectional; its K (after RoPE) and V go to the features object, which the
- * expert then only reads. pooled = mean over prefix rows of final_norm(last layer output).
+ * expert then only reads. pooled = mean over prefix rows of final_norm(last layer output),
+ * computed for the regression head only: with the flow head the last layer's output has no
+ * reader, so that layer stops at its K/V (prefix_kv_only).
  * The expert runs rows [row0, row0 + n) of the suffix at positions n_prefix + row0 ..; they
  * attend to the whole prefix and to suffix rows [0, row0 + n). A call with row0 0 includes the
  * state token (row 0), which sees only the prefix and itself (the attention's limit rule);
@@ -103,6 +105,30 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
     return RTV_OK;
 }
 
+/* The last prefix layer when nothing reads its output (the flow head: the expert reads only
+ * the prefix K/V, and pooled features exist for the regression head): the K and V projection
+ * of rms(x) and RoPE on K, written straight into the features; its q, attention, o-proj and
+ * MLP, the final norm and the pooling are dead work and are not run. */
+static int prefix_kv_only(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L,
+                          const layer_io *io)
+{
+    const rtv_backend *b = p->b;
+    const rtv_model_cfg *c = &p->cfg;
+    const int Q = c->n_heads * c->head_dim, KV = c->n_kv_heads * c->head_dim, W = io->W;
+    void *kv = rtv_act_at(b, io->kc, (size_t)io->kv_row * 2 * KV); /* rows [K | V] */
+    const void *w_kv = rtv_w_at(b, L->qkv, (size_t)Q * W);         /* qkv's K and V rows */
+    int st;
+    if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_attn, io->n, W, c->rms_eps)))
+        return st;
+    if ((st = b->matmul(s, kv, 2 * KV, io->folded ? io->x : io->xn, W, w_kv, NULL, io->n,
+                        2 * KV, W, 0)))
+        return st;
+    if (io->folded)
+        return b->rms_rope(s, kv, 2 * KV, 2 * KV, io->x, W, c->rms_eps, io->n, c->n_kv_heads,
+                           c->head_dim, io->pos0, c->rope_theta);
+    return b->rope(s, kv, 2 * KV, io->n, c->n_kv_heads, c->head_dim, io->pos0, c->rope_theta);
+}
+
 int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_prefix,
                      rtv_features *f)
 {
@@ -114,9 +140,13 @@ int rtv_gemma_prefix(const rtv_policy *p, rtv_stream *s, rtv_vl_ws *ws, int n_pr
     for (int l = 0; l < c->llm_depth; l++) {
         io.kc = f->k[l];
         io.vc = f->v[l];
+        if (l == c->llm_depth - 1 && !f->pooled && !p->prefix_full)
+            return prefix_kv_only(p, s, &p->w.llm[l], &io);
         if ((st = layer(p, s, &p->w.llm[l], &io)))
             return st;
     }
+    if (!f->pooled)
+        return RTV_OK;
     if ((st = b->rmsnorm(s, ws->xn, ws->x, p->w.llm_norm, n_prefix, c->llm_width, c->rms_eps)))
         return st;
     if ((st = b->mean_rows(s, f->pooled, ws->xn, c->llm_width, n_prefix, c->llm_width)))

@@ -367,7 +367,10 @@ int rtv_features_new(rtv_policy *p, rtv_features **out)
     const size_t kv = (size_t)RTV_ATTN_KEY_PAD(rtv_model_max_prefix(c)) * 2 * c->n_kv_heads *
                       c->head_dim * ab;
     const size_t kv_al = (kv + 255) & ~(size_t)255;
-    const size_t pooled = ((size_t)c->llm_width * ab + 255) & ~(size_t)255;
+    /* pooled features only where a head reads them (the regression head) */
+    const size_t pooled = c->head == RTV_HEAD_REGRESSION
+                              ? ((size_t)c->llm_width * ab + 255) & ~(size_t)255
+                              : 0;
     *out = NULL;
     features_box *fb = calloc(1, sizeof(*fb));
     void **ptrs = calloc(2 * L, sizeof(void *));
@@ -387,7 +390,7 @@ int rtv_features_new(rtv_policy *p, rtv_features **out)
         fb->f.k[l] = rtv_arena_take(&fb->a, kv);
         fb->f.v[l] = rtv_act_at(p->b, fb->f.k[l], (size_t)c->n_kv_heads * c->head_dim);
     }
-    fb->f.pooled = rtv_arena_take(&fb->a, (size_t)c->llm_width * ab);
+    fb->f.pooled = pooled ? rtv_arena_take(&fb->a, (size_t)c->llm_width * ab) : NULL;
     *out = &fb->f;
     return RTV_OK;
 }

@@ -31,7 +31,9 @@ typedef struct rtv_features {
      * row: one buffer per layer with rows [K | V] (row stride 2 * n_kv_heads*head_dim), k[l]
      * at its start and v[l] = k[l] + n_kv_heads*head_dim, so each moves as one 2-D copy */
     void **k, **v;
-    void *pooled;         /* (llm_width) activations: mean of the final-normed prefix states */
+    void *pooled;         /* (llm_width) activations: mean of the final-normed prefix states;
+                           * NULL unless the head reads it (regression): with the flow head
+                           * the last prefix layer stops at its K/V (encoder/gemma.c) */
     int n_prefix;         /* valid prefix rows (views * tokens_per_view + prompt tokens) */
     uint64_t seq;         /* encode sequence number, set by the caller */
     uint32_t task_id;     /* changes when the task string changes */

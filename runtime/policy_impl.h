@@ -86,6 +86,8 @@ struct rtv_policy {
     int exp_norms_folded;       /* the expert's RMSNorm weights are folded into qkv and gate_up
                                  * (weights.c; the backend has rms_rope and rms_geglu) */
     int llm_norms_folded;       /* the same for the prefix LLM (RTV_PREFIX_FOLD=0: not) */
+    int prefix_full;            /* RTV_PREFIX_FULL=1: the flow head's last prefix layer runs
+                                 * whole (comparing; its output has no reader, gemma.c) */
     rtv_vis_layer *vis_layers;  /* host arrays behind w.vis / w.llm / w.exp */
     rtv_gemma_layer *llm_layers, *exp_layers;
     rtv_safetensors *st;        /* open checkpoint (embedding rows), NULL for random */

@@ -382,6 +382,8 @@ static int alloc_weights(rtv_policy *p)
     p->exp_norms_folded = c->head == RTV_HEAD_FLOW && p->b->rms_rope && p->b->rms_geglu;
     const char *pf = getenv("RTV_PREFIX_FOLD"); /* 0: the prefix runs its norms (comparing) */
     p->llm_norms_folded = p->b->rms_rope && p->b->rms_geglu && !(pf && pf[0] == '0');
+    const char *pfull = getenv("RTV_PREFIX_FULL");
+    p->prefix_full = pfull && pfull[0] == '1';
     p->vis_layers = calloc((size_t)c->vis_depth, sizeof(*p->vis_layers));
     p->llm_layers = calloc((size_t)c->llm_depth, sizeof(*p->llm_layers));
     p->exp_layers = calloc((size_t)c->llm_depth, sizeof(*p->exp_layers));
