@@ -64,6 +64,7 @@ struct rtv_stream {
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
+    int rope_heads;             /* rms_rope's angles shared by the heads (RTV_ROPE_HEADS=0: per head) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid

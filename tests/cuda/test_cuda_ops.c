@@ -432,6 +432,13 @@ int main(int argc, char **argv)
     t_rms_fold(7, 36, 2, 12, 30, 33, 20);             /* odd sizes: scalar paths */
     t_rms_fold(512, 2048, 9, 256, 2560, 2560, 16384); /* the prefix: CTAs loop over a row */
     t_rms_fold(300, 40, 2, 12, 30, 33, 2001);         /* looping on the scalar paths */
+    /* rms_rope with the angles shared by the heads (norm.cu rms_rope_h_k) */
+    t_rms_fold(512, 2048, 1, 256, 512, 512, 64);      /* the prefix's K/V-only last layer */
+    t_rms_fold(33, 256, 3, 128, 3 * 128 + 40, 3 * 128 + 42, 64); /* few rows: per head */
+    t_rms_fold(700, 128, 2, 128, 300, 301, 64);       /* odd row stride: per head */
+    t_rms_fold(9, 64, 20, 64, 20 * 64, 20 * 64, 64);  /* more heads than it holds: per head */
+    t_rms_fold(600, 200, 3, 128, 3 * 128 + 20, 3 * 128 + 22, 64); /* many rows, a tail, a gap */
+    t_rms_fold(601, 36, 3, 128, 3 * 128 + 2, 3 * 128 + 2, 64); /* x rows unaligned: scalar sum */
     t_rms_mlp(51, 1024, 4096, 2048, 2560, 9, 256);    /* the expert's layer end + next qkv, state row */
     t_rms_mlp(50, 1024, 4096, 2048, 2560, 9, 256);    /* the action rows alone */
     t_rms_mlp(50, 1024, 4096, 2048, 0, 0, 0);         /* the last layer: no next qkv */
