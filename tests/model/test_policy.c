@@ -258,6 +258,41 @@ int main(int argc, char **argv)
     CHECK_MSG(maxdiff(a.chunk, c.chunk, H * DOF) > 1e-3f, "task: %g", maxdiff(a.chunk, c.chunk, H * DOF));
     c = run(pf, v3, 1, task, s1, NULL, 1);
     CHECK_MSG(maxdiff(a.chunk, c.chunk, H * DOF) > 1e-3f, "state: %g", maxdiff(a.chunk, c.chunk, H * DOF));
+    /* the flow head's last prefix layer stops at its K/V (encoder/gemma.c): the same K/V and
+     * chunk as running that layer whole, up to the GEMM's blocking over the narrower output
+     * (OpenBLAS here: K/V 1.2e-6, chunk 2.3e-5 in robot units; a wrong position, weight slice
+     * or scale moves them by > 1e-2), and no pooled features */
+    {
+        rtv_vl_ctx *vl = NULL;
+        rtv_features *f = NULL;
+        CHECK(rtv_vl_ctx_new(pf, &vl) == 0 && rtv_features_new(pf, &f) == 0);
+        CHECK(f && f->pooled == NULL);
+        const int L = cf1.llm_depth, kvw = 2 * cf1.n_kv_heads * cf1.head_dim;
+        float *kv[2] = {NULL, NULL};
+        size_t n = 0;
+        rtv_stream *s = NULL;
+        CHECK(B->stream_new(&s) == 0);
+        for (int full = 0; full < 2 && vl && f; full++) {
+            pf->prefix_full = full;
+            CHECK(rtv_vl_set_task(vl, task) == 0 && rtv_policy_encode(vl, v3, 1, f) == 0);
+            n = (size_t)f->n_prefix * kvw;
+            kv[full] = malloc(n * sizeof(float));
+            CHECK(B->download(s, kv[full], f->k[L - 1], n) == 0 && B->sync(s) == 0);
+        }
+        pf->prefix_full = 0;
+        CHECK_MSG(kv[0] && kv[1] && maxdiff(kv[0], kv[1], (int)n) <= 1e-5f,
+                  "last layer K/V, K/V only vs whole: %g", kv[0] && kv[1] ? maxdiff(kv[0], kv[1], (int)n) : -1.0f);
+        free(kv[0]);
+        free(kv[1]);
+        B->stream_free(s);
+        rtv_features_free(pf, f);
+        rtv_vl_ctx_free(vl);
+        pf->prefix_full = 1;
+        c = run(pf, v3, 1, task, s0, NULL, 1);
+        pf->prefix_full = 0;
+        CHECK_MSG(c.st == 0 && maxdiff(a.chunk, c.chunk, H * DOF) <= 2e-4f,
+                  "chunk, K/V-only last layer vs whole: %g", maxdiff(a.chunk, c.chunk, H * DOF));
+    }
     /* prompt length 0: vision-only prefix */
     c = run(pf, v3, 1, "", s0, NULL, 1);
     CHECK(c.st == 0 && c.n_prefix == 256 && finite_all(c.chunk, H * DOF));
