@@ -75,10 +75,14 @@ sk)
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
   # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or
-  # several joined by commas)
+  # several joined by commas). AB_REPEAT=N runs the whole list N times, alternating, and
+  # scripts/ab_summary.py prints each variant's p50s and their median (within one lease the
+  # VL encode's p50 drifts by ~0.1-0.2 ms, as much as most single changes move it)
+  for rep in $(seq 1 ${AB_REPEAT:-1}); do
   for v in ${AB_VARIANTS:-"RTV_NORM_FOLD=1" "RTV_NORM_FOLD=0" "RTV_NORM_FOLD=1"}; do
     echo "== $v ($(date +%T))"; env ${v//,/ } timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
-  done 2>&1 | tee "$O/ab.txt" ;;
+  done; done 2>&1 | tee "$O/ab.txt"
+  python3 scripts/ab_summary.py "$O/ab.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
 esac; done
