@@ -330,11 +330,11 @@ static __global__ void rms_rope_k(bf16 *y, int ld, int cols, const bf16 *x, int 
  * 8.80 ms; few CTAs, each thread's heads in a row), so few rows keep rms_rope_k. */
 #define RH_MAXH 16
 #define RH_TAIL 8
-#define P 2
 static __global__ void __launch_bounds__(NORM_THREADS)
     rms_rope_h_k(bf16 *y, int ld, int cols, const bf16 *x, int dim, float eps, int n_heads,
                  int hd, int pos0, float log2_theta, int rows)
 {
+    constexpr int P = 2; /* pairs per thread */
     rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
     __shared__ float sh[NORM_THREADS / 32];
     const int half = hd / 2, T = half / P, rpb = NORM_THREADS / T;
@@ -415,7 +415,6 @@ static __global__ void __launch_bounds__(NORM_THREADS)
     for (int c = j + RH_TAIL * T; c < tail; c += T)
         row[n_heads * hd + c] = __float2bfloat16(__bfloat162float(row[n_heads * hd + c]) * sr);
 }
-#undef P
 
 /* gelu(s g) * (s u) of V gate and V up values into y. */
 template <int V>
