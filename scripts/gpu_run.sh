@@ -36,7 +36,11 @@ tests)
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'
-  RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /' ;;
+  RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /'
+  # the comparison switches: RoPE per head for every row count, the flow head's last prefix
+  # layer run whole
+  RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'
+  RTV_PREFIX_FULL=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PREFIX_FULL=1 /' ;;
 model)
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --chunk 63 --iters 100 --json "$O/model_full63.json" 2>&1 | tee "$O/model_full63.txt" | tail -14
   timeout 200 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 --json "$O/model_flow50.json" 2>&1 | tee "$O/model_flow50.txt" | tail -11
