@@ -465,6 +465,13 @@ int main(int argc, char **argv)
     t_attention(129, 129, 0, 16, 16, 72, 0, 0);       /* SigLIP head_dim, odd sizes */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
+    /* shapes for the split-key path (attn_split.cu, under RTV_SPLIT_ATTN=1 or 2; the cuBLAS
+     * path otherwise): rows whose keys end chunks early, head_dim 128 past one attn_small
+     * CTA's keys, one chunk of 5 keys, the most keys it takes with chunks of 64 */
+    t_attention(24, 300, 0, 8, 1, 256, 3, 9);
+    t_attention(40, 300, 0, 4, 1, 128, 2, 70);
+    t_attention(64, 5, 0, 2, 1, 256, 0, 0);
+    t_attention(3, 4096, 0, 8, 1, 256, 0, 0);
     t_attention_batch(2, 256, 16, 72);                /* SigLIP, two views in one launch */
     t_attention_batch(3, 100, 4, 32);                 /* odd rows, three items */
     t_attention_batch(2, 40, 2, 256);                 /* head_dim 256: one attention() per item */
