@@ -33,10 +33,6 @@ tests)
   RTV_PDL=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_PDL=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
   RTV_FUSED_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_ATTN=0 /'
-  for v in RTV_SPLIT_ATTN=1 RTV_SPLIT_ATTN=2; do # the split-key attention (opt-in), both chunk sizes
-    env $v timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed "s/^/$v /"
-    env $v timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed "s/^/$v /"
-  done
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'

@@ -156,11 +156,6 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
         if (!rtv_cuda_attn_small(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
                                  head_dim, scale, limit_rows, limit_keys, &st))
             return st;
-        /* few rows over many keys (the action expert over the prefix): two kernels, opt-in
-         * (attn_split.cu: slower than this path so far) */
-        if (!rtv_cuda_attn_split(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
-                                 head_dim, scale, limit_rows, limit_keys, &st))
-            return st;
     }
     /* One segment: both GEMMs run over the padded key count (the contract lets us read those
      * rows; softmax gives them 0). With 563 keys (pi0's 512-row prefix + 51 suffix rows)

@@ -129,7 +129,6 @@ static int cuda_stream_new(rtv_stream **out)
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
     s->rope_heads = rtv_cuda_env_switch("RTV_ROPE_HEADS", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
-        (st = rtv_cuda_attn_split_init(s)) ||
         (st = rtv_cuda_mlp_init(s)))
         goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);

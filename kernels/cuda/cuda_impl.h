@@ -62,8 +62,6 @@ struct rtv_stream {
     int sk_regs[8][2][2];       /* [NT - 1][64 / 128 rows][1 / 2 warps per row block] */
     int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
-    int attn_split;             /* few rows over many keys (attn_split.cu): keys per CTA, 0 off
-                                 * (default; RTV_SPLIT_ATTN=1: 64, 2: 32) */
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int rope_heads;             /* rms_rope's angles shared by the heads (RTV_ROPE_HEADS=0: per head) */
@@ -139,13 +137,6 @@ int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t 
                               int ldkv, size_t skv, int n_k, int n_q, int n_heads,
                               int n_kv_heads, int head_dim, float scale, int limit_rows,
                               int limit_keys, int *st);
-/* Few query rows (<= 64) over any number of keys, head_dim 128 or 256, one key segment: key
- * chunks of 64 in parallel, then their combine (attn_split.cu): returns 1 when the call is not
- * its, else 0 with *st set. */
-int rtv_cuda_attn_split(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
-                        const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
-                        int head_dim, float scale, int limit_rows, int limit_keys, int *st);
-int rtv_cuda_attn_split_init(rtv_stream *s);
 /* attention_batch: one attn_small launch, or attention() per item. */
 int rtv_cuda_attention_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
                              int ldq, size_t sq, const void *k, const void *v, int ldkv,

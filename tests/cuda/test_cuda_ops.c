@@ -465,9 +465,9 @@ int main(int argc, char **argv)
     t_attention(129, 129, 0, 16, 16, 72, 0, 0);       /* SigLIP head_dim, odd sizes */
     t_attention(7, 37, 0, 4, 2, 32, 2, 30);           /* odd keys with the limit rule */
     t_attention(4, 1100, 0, 2, 1, 64, 0, 0);          /* rows longer than the register softmax */
-    /* shapes for the split-key path (attn_split.cu, under RTV_SPLIT_ATTN=1 or 2; the cuBLAS
-     * path otherwise): rows whose keys end chunks early, head_dim 128 past one attn_small
-     * CTA's keys, one chunk of 5 keys, the most keys it takes with chunks of 64 */
+    /* few rows over many keys (the expert's shape; a split-key kernel for them, 35b0d97, was
+     * slower and removed): key limits that end early, head_dim 128 past attn_small's keys, 5
+     * keys at head_dim 256, 4096 keys */
     t_attention(24, 300, 0, 8, 1, 256, 3, 9);
     t_attention(40, 300, 0, 4, 1, 128, 2, 70);
     t_attention(64, 5, 0, 2, 1, 256, 0, 0);
