@@ -129,7 +129,7 @@ static int cuda_stream_new(rtv_stream **out)
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
     s->rope_heads = rtv_cuda_env_switch("RTV_ROPE_HEADS", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
-        (st = rtv_cuda_mlp_init(s)))
+        (st = rtv_cuda_mlp_init(s)) || (st = rtv_cuda_wgemm_init(s)))
         goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
@@ -331,6 +331,9 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
             /* the expert's layer tail in one persistent kernel (mlp.cu): opt-in until it wins;
              * without it the model runs the ops one by one, as it did before */
             if (rtv_cuda_env_switch("RTV_FUSED_MLP", 0)) b.rms_mlp = rtv_cuda_rms_mlp;
+            /* or as four wgmma GEMMs carrying the norms, GeGLU and RoPE (wgemm.cu): opt-in
+             * until it wins; where the GPU is not sm_90 each falls back to the unfused ops */
+            if (rtv_cuda_env_switch("RTV_WGMMA", 0)) b.rms_mlp = rtv_cuda_rms_mlp_wg;
         }
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;

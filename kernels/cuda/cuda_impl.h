@@ -72,6 +72,12 @@ struct rtv_stream {
     int mlp_mode, mlp_grid, mlp_stages, mlp_coop, mlp_oproj, mlp_qkv, mlp_stagger;
     unsigned *mlp_sync;
     unsigned long long *mlp_trace; /* RTV_MLP_TRACE=1: per-CTA phase marks of eager launches */
+    /* few-row GEMMs on wgmma (wgemm.cu, RTV_WGMMA=1): usable here, ring stages, and
+     * cuTensorMapEncodeTiled */
+    int wg_ok, wg_use, wg_stages, wg_maxks, wg_early;
+    void *wg_encode;
+    long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */
+    int wg_trace_ctas;
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 
@@ -163,6 +169,17 @@ int rtv_cuda_rms_mlp(rtv_stream *s, void *x, const void *att, const void *w_o, i
                      const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
                      float eps, int rows, int F, const rtv_qkv_next *nq);
 int rtv_cuda_mlp_init(rtv_stream *s);
+/* The few-row GEMM on wgmma (wgemm.cu; sm_90, opt-in RTV_WGMMA=1): rtv_cuda_wgemm returns 1
+ * when the call is not its (the caller uses cuBLASLt), else 0 with *st set; rms_mlp as four
+ * of its launches with the norms, GeGLU and RoPE in their epilogues. */
+int rtv_cuda_wgemm_init(rtv_stream *s);
+int rtv_cuda_wgemm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                   const void *bias, int M, int N, int K, int flags, int *st);
+int rtv_cuda_wgemm_geglu(rtv_stream *s, void *y, const void *x, int ldx, const void *w, int M,
+                         int F, int K, int *st);
+int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
+                        const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
+                        float eps, int rows, int F, const rtv_qkv_next *nq);
 int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
                              int period);
 int rtv_cuda_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n);

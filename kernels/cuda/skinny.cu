@@ -735,6 +735,7 @@ int rtv_cuda_matmul_geglu(rtv_stream *s, void *y, void *gu, const void *x, int l
     if (M <= 0 || F <= 0 || K <= 0 || ldx < K)
         return rtv_fail(RTV_E_ARG, "matmul_geglu: bad shape M=%d F=%d K=%d ldx=%d (expected "
                         "positive sizes, ldx >= K)", M, F, K, ldx);
+    if (!rtv_cuda_wgemm_geglu(s, y, x, ldx, w, M, F, K, &st)) return st;
     if (s->sk_geglu && !sk_run(s, y, F, x, ldx, w, NULL, M, 2 * F, K, 0, F, &st)) return st;
     if ((st = rtv_cuda_matmul(s, gu, 2 * F, x, ldx, w, NULL, M, 2 * F, K, 0))) return st;
     return rtv_cuda_geglu(s, y, gu, M, F);

@@ -13,6 +13,13 @@ struct rtv_stream;
  * for new streams). tile: weight rows per CTA (0 = automatic, 1 = 64, 2 = 128); target_pct:
  * the most CTAs allowed, in percent of what fits on the stream's SMs at once (0 = 100). */
 void rtv_cuda_matmul_tune(struct rtv_stream *s, int mode, int tile, int target_pct);
+/* The wgmma few-row GEMM (wgemm.cu) on this stream: 1 = where the GPU and shape allow (before
+ * the skinny kernel and cuBLASLt), 0 = off. RTV_WGMMA=1 turns it on for new streams. */
+void rtv_cuda_wgemm_tune(struct rtv_stream *s, int on);
+/* With RTV_WGMMA_TRACE=1 at stream creation: the last eager wgmma launch's clock64 per CTA at
+ * 7 marks (start, weight copies issued, dependency wait over, first chunk in, MMAs done,
+ * partials exchanged, epilogue done) and %globaltimer at the start, 8 values per CTA. */
+int rtv_cuda_wgemm_trace(struct rtv_stream *s, long long *out, int max_ctas);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */
 int rtv_cuda_lt_algo(struct rtv_stream *s, int index);

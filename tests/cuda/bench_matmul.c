@@ -1,5 +1,5 @@
 /* tests/cuda/bench_matmul.c — the action expert's GEMM shapes: cuBLASLt against the skinny
- * kernel (kernels/cuda/skinny.cu) in its tuning variants. Not a test: a measuring tool for
+ * kernel (kernels/cuda/skinny.cu) in its tuning variants and the wgmma kernel (wgemm.cu). Not a test: a measuring tool for
  * kernel work (`bench_matmul [reps [shape [variant]]]`), run on the GPU machine.
  *
  * Weights rotate over enough copies (>= 256 MiB) that no launch finds its weights in L2, as in
@@ -67,7 +67,7 @@ int main(int argc, char **argv)
         { "v.fc1 gelu", 512, 4304, 1152, RTV_MM_GELU, 1 }, { "v.fc2+res", 512, 1152, 4304, RTV_MM_ACCUM, 1 },
         { "p.qkv", 512, 2560, 2048, 0, 0 },        { "p.o+res", 512, 2048, 2048, RTV_MM_ACCUM, 0 },
     };
-    variant va[] = { { "cublasLt", 0, 0, 0 }, { "skinny auto", 1, 0, 0 },
+    variant va[] = { { "cublasLt", 0, 0, 0 }, { "wgmma", 2, 0, 0 }, { "skinny auto", 1, 0, 0 },
                      { "sk bn64", 1, 1, 0 }, { "sk bn128", 1, 2, 0 },
                      { "sk bn64 50%", 1, 1, 50 }, { "sk bn128 50%", 1, 2, 50 },
                      { "sk bn64 200%", 1, 1, 200 }, { "sk bn128 200%", 1, 2, 200 },
@@ -128,8 +128,9 @@ int main(int argc, char **argv)
                 rtv_cuda_lt_algo(S, va[v].wk);
             } else {
                 rtv_cuda_lt_algo(S, 0);
-                rtv_cuda_matmul_tune(S, va[v].mode, va[v].wk, va[v].pct);
+                rtv_cuda_matmul_tune(S, va[v].mode == 1, va[v].wk, va[v].pct);
             }
+            rtv_cuda_wgemm_tune(S, va[v].mode == 2); /* the wgmma kernel (wgemm.cu) */
             /* correctness: one launch from y0 */
             if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
                 (s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[0], s.M, s.N / 2, s.K)
@@ -166,7 +167,9 @@ int main(int argc, char **argv)
                    wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0);
             G->graph_free(graph);
             static long long tr[1024 * 8];
-            int nc = va[v].mode > 0 ? rtv_cuda_skinny_trace(S, tr, 1024) : 0;
+            /* the trace is of the correctness launch above (eager; graph launches have none) */
+            int nc = va[v].mode == 1 ? rtv_cuda_skinny_trace(S, tr, 1024)
+                     : va[v].mode == 2 ? rtv_cuda_wgemm_trace(S, tr, 1024) : 0;
             if (nc > 0) { /* RTV_SKINNY_TRACE=1: phases of the last launch, mean over CTAs */
                 double ph[6] = { 0 };
                 int full = 0;

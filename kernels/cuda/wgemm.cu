@@ -1,0 +1,577 @@
+/* kernels/cuda/wgemm.cu — the action expert's few-row GEMMs on Hopper's asynchronous tensor
+ * cores (wgmma), with the neighbouring passes in the epilogue; the rms_mlp op as four of them.
+ * OPT-IN (RTV_WGMMA=1) until it wins in the action cycle; sm_90 only (built for sm_90a in its
+ * own archive, see meson.build; elsewhere the op runs the unfused launches).
+ *
+ * y[M, cols] = epi(x[M, K] . W[rows, K]^T) for M <= 64 (the expert's 50 or 51 rows): bound by
+ * streaming the weights once. Why this kernel and not skinny.cu / mlp.cu (kernels/README):
+ * those run mma.sync from one or two warps per scheduler and were latency-bound, loading a
+ * whole slice and then computing. Here one producer thread keeps a ring of TMA copies in
+ * flight and one consumer warpgroup runs wgmma straight from shared memory (4 instructions
+ * per 64-wide K chunk, asynchronous), so loads and tensor work overlap and the issue cost per
+ * chunk is a handful of instructions.
+ *
+ * A CTA: tile t of 64 output features (two boxes of 32 weight rows, r0 and r1, see wg_rows),
+ * K split s of ks (a thread-block cluster of ks CTAs along grid.y, chunks [s nk / ks, (s+1) nk
+ * / ks)). Warps 0-3: the consumer warpgroup; warp 4 lane 0: the producer. Each ring stage
+ * holds the activation chunk (64 rows x 64 K, rows past M arrive as zeros) and the weight chunk
+ * (64 rows x 64 K), both 128-byte swizzled, which is the layout wgmma's descriptors name. The
+ * weight copies of the first stages go out before griddepcontrol.wait (they do not depend on
+ * the previous kernel), and every CTA lets its dependent launch at once, so a chain of these
+ * GEMMs keeps weight copies in flight across kernel boundaries.
+ * D = X . W^T: token rows x feature columns in the warpgroup's registers; staged in fp32 in
+ * shared memory, then the ks partials of a row are summed over DSMEM in split order
+ * (deterministic) by the CTA that owns the row (row % ks == rank). Epilogue items: a row and 4
+ * columns of each half (j and j + 32 pair up):
+ *   PLAIN  y = act(v + bias) (+ y with RTV_MM_ACCUM), or y = s_r v (the tail of a ROPE GEMM);
+ *   GEGLU  y[:, 32 t + j] = gelu_tanh(s_r g) (s_r u), gate rows r0 = 32 t, up rows r1 = F + 32 t;
+ *   ROPE   rows r0 = h hd + 32 q and r1 = r0 + hd / 2 of head h: (a, b) -> (a cs - b sn,
+ *          b cs + a sn) of s_r v, angle (pos0 + row) theta^(-2 i / hd), as rms_rope.
+ * s_r = rsqrt(mean(x[r, :]^2) + eps) (the folded RMSNorm), summed from the activation chunks as
+ * they pass through shared memory (K = dim). */
+#include <math.h>
+#include <string.h>
+
+#include <cuda.h>
+
+#include "cuda_impl.h"
+#include "mma.cuh"
+
+#define WG_THREADS 160 /* the consumer warpgroup + the producer warp */
+#define WG_MAXS 8      /* ring stages at most */
+#define WG_STAGE 16384 /* bytes per stage: activation chunk, then weight chunk */
+#define WG_STG 68      /* fp32 row stride of the staged tile */
+
+enum { WG_PLAIN = 0, WG_GEGLU = 1, WG_ROPE = 2 };
+
+struct wg_args {
+    CUtensorMap tx, tw; /* x: box 64 x 64 rows; w: box 64 x 32 rows */
+    bf16 *y;
+    const bf16 *bias;
+    int ldy, M, N, nk, flags, mode, scale, ff, rtiles, hd, pos0, dim, stages;
+    float eps, log2_theta;
+    int early;        /* let the dependent launch at the start (else after the main loop) */
+    long long *trace; /* non-NULL: per-CTA phase clocks (RTV_WGMMA_TRACE=1, tune.h) */
+};
+
+/* phase p of this CTA's trace: clock64 cycles; slot 7 holds the global timer at the start */
+#define WG_MARK(p)                                                                          \
+    do {                                                                                    \
+        if (a.trace) a.trace[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 8 + (p)] = clock64(); \
+    } while (0)
+
+/* The two 32-row weight boxes of tile t and where their columns go. */
+static __device__ __forceinline__ void wg_rows(const wg_args &a, int t, int *r0, int *r1)
+{
+    if (a.mode == WG_GEGLU) {
+        *r0 = 32 * t;
+        *r1 = a.ff + 32 * t;
+    } else if (a.mode == WG_ROPE && t < a.rtiles) {
+        const int per = a.hd / 64, h = t / per, q = t % per;
+        *r0 = h * a.hd + 32 * q;
+        *r1 = *r0 + a.hd / 2;
+    } else {
+        const int base = a.mode == WG_ROPE ? a.rtiles * 64 : 0;
+        *r0 = base + 64 * (t - (a.mode == WG_ROPE ? a.rtiles : 0));
+        *r1 = *r0 + 32;
+    }
+}
+
+static __device__ __forceinline__ unsigned wg_saddr(const void *p)
+{
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define WG_KERNEL 1
+static __device__ __forceinline__ void wg_bar_init(uint64_t *b, unsigned count)
+{
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(wg_saddr(b)), "r"(count) : "memory");
+}
+static __device__ __forceinline__ void wg_expect(uint64_t *b, unsigned bytes)
+{
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(wg_saddr(b)),
+                 "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void wg_arrive(uint64_t *b)
+{
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(wg_saddr(b)) : "memory");
+}
+static __device__ __forceinline__ void wg_wait(uint64_t *b, unsigned parity)
+{
+    unsigned done = 0;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(wg_saddr(b)), "r"(parity)
+                     : "memory");
+    } while (!done);
+}
+/* box at (column c0, row c1) of map m -> dst, completing on barrier b */
+static __device__ __forceinline__ void wg_tma(void *dst, const CUtensorMap *m, int c0, int c1,
+                                              uint64_t *b)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];" ::"r"(wg_saddr(dst)),
+                 "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(wg_saddr(b))
+                 : "memory");
+}
+/* wgmma shared-memory descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart */
+static __device__ __forceinline__ uint64_t wg_desc(const void *p)
+{
+    return (uint64_t)((wg_saddr(p) & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+/* d[64 x 64] (+)= A[64 x 16] . B[64 x 16]^T, both from shared memory; acc = 0: d = A . B^T
+ * (the first MMA of a tile: no zeroing instructions on the accumulators, which would make
+ * ptxas serialize the wgmma pipeline) */
+static __device__ __forceinline__ void wg_mma(float *d, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, "
+        "%32, %33, p, 1, 1, 0, 0;\n}"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]),
+          "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]),
+          "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]),
+          "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]),
+          "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]),
+          "+f"(d[31])
+        : "l"(da), "l"(db), "r"(acc));
+}
+static __device__ __forceinline__ void wg_fence(void)
+{
+    asm volatile("wgmma.fence.sync.aligned;" ::: "memory");
+}
+static __device__ __forceinline__ void wg_commit(void)
+{
+    asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory");
+}
+template <int N>
+static __device__ __forceinline__ void wg_wait_group(void)
+{
+    asm volatile("wgmma.wait_group.sync.aligned %0;" ::"n"(N) : "memory");
+}
+static __device__ __forceinline__ void wg_cluster_sync(void)
+{
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+}
+/* 16 bytes at p (our shared memory address) in cluster CTA `rank`'s shared memory */
+static __device__ __forceinline__ float4 wg_ld_peer4(const float *p, unsigned rank)
+{
+    unsigned a;
+    float4 v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(wg_saddr(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.v4.f32 {%0, %1, %2, %3}, [%4];"
+                 : "=f"(v.x), "=f"(v.y), "=f"(v.z), "=f"(v.w)
+                 : "r"(a)
+                 : "memory");
+    return v;
+}
+static __device__ __forceinline__ float wg_ld_peer(const float *p, unsigned rank)
+{
+    unsigned a;
+    float v;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(wg_saddr(p)), "r"(rank));
+    asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(a) : "memory");
+    return v;
+}
+#endif
+
+/* 4 floats -> 4 bf16 at p (8 bytes) */
+static __device__ __forceinline__ void wg_put4(bf16 *p, float a, float b, float c, float d)
+{
+    uint2 o;
+    o.x = rtv_pack_bf16x2(a, b);
+    o.y = rtv_pack_bf16x2(c, d);
+    *(uint2 *)p = o;
+}
+
+/* PLAIN epilogue of 4 columns from col: bias, activation, accumulation, bf16 stores */
+static __device__ __forceinline__ void wg_plain(const wg_args &a, bf16 *yr, int col, float *v)
+{
+    if (col >= a.N) return;
+    if (a.bias) {
+        const uint2 bb = *(const uint2 *)(a.bias + col);
+        const float2 b0 = __bfloat1622float2(*(const __nv_bfloat162 *)&bb.x);
+        const float2 b1 = __bfloat1622float2(*(const __nv_bfloat162 *)&bb.y);
+        v[0] += b0.x; v[1] += b0.y; v[2] += b1.x; v[3] += b1.y;
+    }
+#pragma unroll
+    for (int e = 0; e < 4; e++) {
+        if (a.flags & RTV_MM_GELU) v[e] = rtv_gelu_tanh(v[e]);
+        else if (a.flags & RTV_MM_SILU) v[e] = v[e] / (1.0f + __expf(-v[e]));
+    }
+    if (a.flags & RTV_MM_ACCUM) {
+        const uint2 old = *(const uint2 *)(yr + col);
+        const float2 y0 = __bfloat1622float2(*(const __nv_bfloat162 *)&old.x);
+        const float2 y1 = __bfloat1622float2(*(const __nv_bfloat162 *)&old.y);
+        v[0] += y0.x; v[1] += y0.y; v[2] += y1.x; v[3] += y1.y;
+    }
+    wg_put4(yr + col, v[0], v[1], v[2], v[3]);
+}
+
+static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_constant__ wg_args a)
+{
+#ifdef WG_KERNEL
+    extern __shared__ __align__(1024) unsigned char wg_raw[];
+    unsigned char *sh = wg_raw + ((1024 - (wg_saddr(wg_raw) & 1023)) & 1023);
+    __shared__ __align__(8) uint64_t full[WG_MAXS], empty[WG_MAXS];
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int ks = gridDim.y, rank = blockIdx.y, S = a.stages;
+    const int c0 = rank * a.nk / ks, n = (rank + 1) * a.nk / ks - c0;
+    int r0, r1;
+    wg_rows(a, blockIdx.x, &r0, &r1);
+    if (a.trace && tid == 0) {
+        unsigned long long gt;
+        asm volatile("mov.u64 %0, %globaltimer;" : "=l"(gt));
+        a.trace[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 8 + 7] = (long long)gt;
+        WG_MARK(0);
+    }
+    if (a.early) rtv_griddep_launch(); /* the next GEMM may place its CTAs and copy weights */
+    if (tid == 0) {
+        for (int i = 0; i < S; i++) {
+            wg_bar_init(&full[i], 1);
+            wg_bar_init(&empty[i], 4); /* one arrival per consumer warp */
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    float *stg = (float *)sh;            /* [64][WG_STG] after the main loop (reuses the ring) */
+    float *ssq = stg + 64 * WG_STG;      /* [64] partial sums of x^2 per row */
+    if (warp == 4) {
+        if (lane == 0) {
+            asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)&a.tw) : "memory");
+            asm volatile("prefetch.tensormap [%0];" ::"l"((uint64_t)&a.tx) : "memory");
+            const int pre = n < S ? n : S;
+            for (int i = 0; i < pre; i++) {
+                unsigned char *st = sh + (size_t)i * WG_STAGE;
+                wg_expect(&full[i], WG_STAGE);
+                wg_tma(st + 8192, &a.tw, 64 * (c0 + i), r0, &full[i]);
+                wg_tma(st + 8192 + 4096, &a.tw, 64 * (c0 + i), r1, &full[i]);
+            }
+            WG_MARK(1);
+            rtv_griddep_wait(); /* the activations are the previous kernel's output */
+            WG_MARK(2);
+            for (int i = 0; i < pre; i++)
+                wg_tma(sh + (size_t)i * WG_STAGE, &a.tx, 64 * (c0 + i), 0, &full[i]);
+            for (int i = S; i < n; i++) {
+                const int s = i % S;
+                unsigned char *st = sh + (size_t)s * WG_STAGE;
+                wg_wait(&empty[s], ((i / S) - 1) & 1);
+                wg_expect(&full[s], WG_STAGE);
+                wg_tma(st + 8192, &a.tw, 64 * (c0 + i), r0, &full[s]);
+                wg_tma(st + 8192 + 4096, &a.tw, 64 * (c0 + i), r1, &full[s]);
+                wg_tma(st, &a.tx, 64 * (c0 + i), 0, &full[s]);
+            }
+        }
+        __syncwarp();
+    } else {
+        float d[32];
+        float ss = 0.f;
+        for (int i = 0; i < n; i++) {
+            const int s = i % S;
+            unsigned char *st = sh + (size_t)s * WG_STAGE;
+            wg_wait(&full[s], (i / S) & 1);
+            if (i == 0 && tid == 0) WG_MARK(3);
+            const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
+            wg_fence();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wg_mma(d, dx + 2 * kk, dw + 2 * kk, i > 0 || kk > 0);
+            wg_commit();
+            if (a.scale) { /* row tid / 2, half tid % 2 of the chunk (the swizzle keeps rows) */
+                const uint4 *p = (const uint4 *)(st + (tid >> 1) * 128 + (tid & 1) * 64);
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    const uint4 v = p[u];
+                    const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
+#pragma unroll
+                    for (int k = 0; k < 4; k++) {
+                        const float2 f = __bfloat1622float2(e[k]);
+                        ss += f.x * f.x + f.y * f.y;
+                    }
+                }
+            }
+            wg_wait_group<1>(); /* chunk i - 1's MMAs are done: its stage may be refilled */
+            if (i > 0 && lane == 0) wg_arrive(&empty[(i - 1) % S]);
+        }
+        wg_wait_group<0>();
+        if (tid == 0) WG_MARK(4);
+        asm volatile("bar.sync 1, 128;" ::: "memory"); /* every warp's MMAs read the ring */
+        /* D fragment: rows 16 warp + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1) */
+        const int rr = 16 * warp + (lane >> 2), cc = 2 * (lane & 3);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            *(float2 *)&stg[rr * WG_STG + 8 * j + cc] = make_float2(d[4 * j], d[4 * j + 1]);
+            *(float2 *)&stg[(rr + 8) * WG_STG + 8 * j + cc] = make_float2(d[4 * j + 2], d[4 * j + 3]);
+        }
+        ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+        if (!(tid & 1)) ssq[tid >> 1] = ss;
+    }
+    __syncthreads();
+    if (!a.early) rtv_griddep_launch();
+    if (ks > 1) wg_cluster_sync(); /* every split's partial tile is staged */
+    rtv_griddep_wait();            /* y (accumulated into, written) belongs to the previous kernel too */
+    if (tid == 0) WG_MARK(5);
+
+    const int my_rows = (a.M - rank + ks - 1) / ks;
+    for (int it = tid; it < my_rows * 8; it += WG_THREADS) {
+        const int row = rank + (it >> 3) * ks, c4 = 4 * (it & 7);
+        const float *p0 = stg + row * WG_STG + c4;
+        float4 v0 = make_float4(0.f, 0.f, 0.f, 0.f), v1 = v0;
+        float sq = 0.f;
+        if (ks == 1) {
+            v0 = *(const float4 *)p0;
+            v1 = *(const float4 *)(p0 + 32);
+            sq = ssq[row];
+        } else {
+            float4 A[8], B[8];
+            float Q[8];
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (q < ks) {
+                    A[q] = wg_ld_peer4(p0, q);
+                    B[q] = wg_ld_peer4(p0 + 32, q);
+                    Q[q] = a.scale ? wg_ld_peer(ssq + row, q) : 0.f;
+                }
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (q < ks) { /* split order: the same sums in every run */
+                    v0.x += A[q].x; v0.y += A[q].y; v0.z += A[q].z; v0.w += A[q].w;
+                    v1.x += B[q].x; v1.y += B[q].y; v1.z += B[q].z; v1.w += B[q].w;
+                    sq += Q[q];
+                }
+        }
+        const float sr = a.scale ? rsqrtf(sq / a.dim + a.eps) : 1.f;
+        float g[4] = { v0.x * sr, v0.y * sr, v0.z * sr, v0.w * sr };
+        float u[4] = { v1.x * sr, v1.y * sr, v1.z * sr, v1.w * sr };
+        bf16 *yr = a.y + (size_t)row * a.ldy;
+        if (a.mode == WG_GEGLU) {
+            wg_put4(yr + 32 * blockIdx.x + c4, rtv_gelu_tanh(g[0]) * u[0],
+                    rtv_gelu_tanh(g[1]) * u[1], rtv_gelu_tanh(g[2]) * u[2],
+                    rtv_gelu_tanh(g[3]) * u[3]);
+        } else if (a.mode == WG_ROPE && (int)blockIdx.x < a.rtiles) {
+            const int i0 = r0 % a.hd + c4; /* the pair index of column c4 */
+            float o0[4], o1[4];
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float inv_freq = exp2f(-(2.0f * (i0 + e) / a.hd) * a.log2_theta);
+                float sn, cs;
+                sincosf((float)(a.pos0 + row) * inv_freq, &sn, &cs);
+                o0[e] = g[e] * cs - u[e] * sn;
+                o1[e] = u[e] * cs + g[e] * sn;
+            }
+            wg_put4(yr + r0 + c4, o0[0], o0[1], o0[2], o0[3]);
+            wg_put4(yr + r1 + c4, o1[0], o1[1], o1[2], o1[3]);
+        } else {
+            wg_plain(a, yr, r0 + c4, g);
+            wg_plain(a, yr, r1 + c4, u);
+        }
+    }
+    if (tid == 0) WG_MARK(6);
+    if (ks > 1) wg_cluster_sync(); /* no CTA leaves while a peer still reads its tile */
+#else
+    (void)a; /* not an sm_90a build of this kernel: never launched (wg_ok is 0) */
+#endif
+}
+
+int rtv_cuda_wgemm_init(rtv_stream *s)
+{
+    int dev = 0, major = 0, minor = 0;
+    s->wg_ok = 0;
+    s->wg_encode = NULL;
+    s->wg_use = rtv_cuda_env_switch("RTV_WGMMA", 0); /* opt-in (see top); tune.h switches it */
+    CU_TRY(cudaGetDevice(&dev));
+    CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CU_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    if (major != 9 || minor != 0) return RTV_OK; /* wgmma as built here: sm_90a only */
+    cudaDriverEntryPointQueryResult q;
+    void *fn = NULL;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
+                                         &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+        cudaGetLastError();
+        return RTV_OK;
+    }
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, wgemm_k) != cudaSuccess) { /* no sm_90a image */
+        cudaGetLastError();
+        return RTV_OK;
+    }
+    const char *k = getenv("RTV_WGMMA_KS"); /* the most K splits (1..8; default 8) */
+    s->wg_maxks = k && k[0] >= '1' && k[0] <= '8' && !k[1] ? k[0] - '0' : 8;
+    s->wg_trace = NULL;
+    s->wg_trace_ctas = 0;
+    s->wg_early = rtv_cuda_env_switch("RTV_WGMMA_EARLY", 1);
+    if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
+        CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
+        CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
+    }
+    const char *e = getenv("RTV_WGMMA_STAGES");
+    s->wg_stages = e && e[0] >= '2' && e[0] <= '8' && !e[1] ? e[0] - '0' : 6;
+    CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                1024 + WG_MAXS * WG_STAGE));
+    CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                cudaSharedmemCarveoutMaxShared));
+    s->wg_encode = fn;
+    s->wg_ok = 1;
+    return RTV_OK;
+}
+
+typedef CUresult (*wg_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* m: the bf16 matrix p [rows][cols] (row stride ld) in boxes of 64 columns x box_rows rows,
+ * 128-byte swizzle, rows past the end read as zeros. 0 on success (host computation only). */
+static int wg_map(const rtv_stream *s, CUtensorMap *m, const void *p, int rows, int cols, int ld,
+                  int box_rows)
+{
+    cuuint64_t dims[2] = { (cuuint64_t)cols, (cuuint64_t)rows };
+    cuuint64_t strides[1] = { (cuuint64_t)ld * 2 };
+    cuuint32_t box[2] = { 64, (cuuint32_t)box_rows }, es[2] = { 1, 1 };
+    return ((wg_encode_fn)s->wg_encode)(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims,
+                                        strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                                        CU_TENSOR_MAP_SWIZZLE_128B,
+                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
+}
+
+/* One GEMM. wrows: weight rows (PLAIN: N; GEGLU: 2 ff; ROPE: the qkv columns). Returns 1 when
+ * the shape is not for this kernel (the caller runs the unfused ops), else 0 with *st set. */
+static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int ldx,
+                  const void *w, const void *bias, int M, int wrows, int K, int flags, int scale,
+                  float eps, int ff, int rheads, int hd, int pos0, float theta, int *st)
+{
+    *st = RTV_OK;
+    if (!s->wg_ok || !s->wg_use || M < 1 || M > 64 || K % 64 || wrows % 32 || ldx % 8 || ldy % 4 ||
+        (((uintptr_t)x | (uintptr_t)w) & 15) || (((uintptr_t)y | (uintptr_t)bias) & 7))
+        return 1;
+    int tiles, rtiles = 0;
+    if (mode == WG_GEGLU) {
+        if (wrows != 2 * ff || ff % 32 || ldy < ff) return 1;
+        tiles = ff / 32;
+    } else if (mode == WG_ROPE) {
+        const int tail = wrows - rheads * hd;
+        if (hd % 64 || tail < 0 || tail % 64 || ldy < wrows) return 1;
+        rtiles = rheads * (hd / 64);
+        tiles = rtiles + tail / 64;
+    } else {
+        if (ldy < wrows) return 1;
+        tiles = (wrows + 63) / 64;
+    }
+    const int nk = K / 64;
+    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    int ks = sms / tiles;
+    ks = ks < 1 ? 1 : ks > s->wg_maxks ? s->wg_maxks : ks;
+    ks = ks > nk ? nk : ks;
+    const int per = (nk + ks - 1) / ks;
+    const int S = per < s->wg_stages ? (per < 2 ? 2 : per) : s->wg_stages;
+    wg_args a;
+    memset(&a, 0, sizeof(a));
+    if (wg_map(s, &a.tx, x, M, K, ldx, 64) || wg_map(s, &a.tw, w, wrows, K, K, 32)) return 1;
+    a.y = (bf16 *)y;
+    a.bias = (const bf16 *)bias;
+    a.ldy = ldy; a.M = M; a.N = wrows; a.nk = nk; a.flags = flags; a.mode = mode;
+    a.scale = scale; a.ff = ff; a.rtiles = rtiles; a.hd = hd; a.pos0 = pos0; a.dim = K;
+    a.stages = S; a.eps = eps; a.log2_theta = mode == WG_ROPE ? log2f(theta) : 0.f;
+    a.early = s->wg_early;
+    a.trace = s->capturing || tiles * ks > 1024 ? NULL : s->wg_trace;
+    if (a.trace) s->wg_trace_ctas = tiles * ks;
+    cudaLaunchConfig_t cfg = {};
+    cudaLaunchAttribute attr[2];
+    cfg.gridDim = dim3(tiles, ks);
+    cfg.blockDim = dim3(WG_THREADS);
+    cfg.dynamicSmemBytes = 1024 + (size_t)S * WG_STAGE;
+    cfg.stream = s->s;
+    cfg.attrs = attr;
+    if (s->pdl) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs++;
+    }
+    if (ks > 1) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attr[cfg.numAttrs].val.clusterDim.x = 1;
+        attr[cfg.numAttrs].val.clusterDim.y = ks;
+        attr[cfg.numAttrs].val.clusterDim.z = 1;
+        cfg.numAttrs++;
+    }
+    cudaError_t e = cudaLaunchKernelEx(&cfg, wgemm_k, a);
+    if (e != cudaSuccess) *st = rtv_cuda_fail(e, "wgmma GEMM launch", __FILE__, __LINE__);
+    return 0;
+}
+
+/* matmul for few rows through this kernel; 1: not its shape (the caller uses cuBLASLt). */
+int rtv_cuda_wgemm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                   const void *bias, int M, int N, int K, int flags, int *st)
+{
+    return wg_run(s, WG_PLAIN, y, ldy, x, ldx, w, bias, M, N, K, flags, 0, 0.f, 0, 0, 0, 0, 0.f,
+                  st);
+}
+
+/* matmul_geglu's GEMM and GeGLU in one launch; 1: not its shape. */
+int rtv_cuda_wgemm_geglu(rtv_stream *s, void *y, const void *x, int ldx, const void *w, int M,
+                         int F, int K, int *st)
+{
+    return wg_run(s, WG_GEGLU, y, F, x, ldx, w, NULL, M, 2 * F, K, 0, 0, 0.f, F, 0, 0, 0, 0.f, st);
+}
+
+extern "C" void rtv_cuda_wgemm_tune(rtv_stream *s, int on) { s->wg_use = on; }
+
+/* The last eager launch's trace (RTV_WGMMA_TRACE=1): 8 values per CTA into out; returns the
+ * CTA count (0: none). Synchronizes the stream. */
+extern "C" int rtv_cuda_wgemm_trace(rtv_stream *s, long long *out, int max_ctas)
+{
+    if (!s->wg_trace || s->wg_trace_ctas <= 0) return 0;
+    int n = s->wg_trace_ctas < max_ctas ? s->wg_trace_ctas : max_ctas;
+    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
+        cudaMemcpy(out, s->wg_trace, (size_t)n * 8 * sizeof(long long), cudaMemcpyDeviceToHost) != cudaSuccess)
+        return 0;
+    return n;
+}
+
+/* rms_mlp (backend.h) as four launches of the kernel above, each falling back to the unfused
+ * ops where its shape is not the kernel's. */
+int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
+                        const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
+                        float eps, int rows, int F, const rtv_qkv_next *nq)
+{
+    int st;
+    if (rows <= 0 || dim <= 0 || F <= 0 || (att && (!w_o || qd <= 0)))
+        return rtv_fail(RTV_E_ARG, "rms_mlp: rows=%d dim=%d ff=%d qd=%d", rows, dim, F, qd);
+    if (att && wg_run(s, WG_PLAIN, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM, 0,
+                      0.f, 0, 0, 0, 0, 0.f, &st)) {
+        if ((st = rtv_cuda_matmul(s, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM)))
+            return st;
+    } else if (att && st)
+        return st;
+    if (wg_run(s, WG_GEGLU, ff, F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0, 1, eps, F, 0, 0, 0,
+               0.f, &st)) {
+        if ((st = rtv_cuda_matmul(s, gu, 2 * F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0)) ||
+            (st = rtv_cuda_rms_geglu(s, ff, gu, x, dim, eps, rows, F)))
+            return st;
+    } else if (st)
+        return st;
+    if (wg_run(s, WG_PLAIN, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM, 0, 0.f, 0,
+               0, 0, 0, 0.f, &st)) {
+        if ((st = rtv_cuda_matmul(s, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM)))
+            return st;
+    } else if (st)
+        return st;
+    if (!nq) return RTV_OK;
+    if (wg_run(s, WG_ROPE, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0, 1, eps, 0,
+               nq->rope_heads, nq->head_dim, nq->pos0, nq->theta, &st)) {
+        if ((st = rtv_cuda_matmul(s, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0)) ||
+            (st = rtv_cuda_rms_rope(s, nq->y, nq->ld, nq->cols, x, dim, eps, rows, nq->rope_heads,
+                                    nq->head_dim, nq->pos0, nq->theta)))
+            return st;
+    }
+    return st;
+}
