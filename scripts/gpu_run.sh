@@ -2,7 +2,8 @@
 # Runs on a GPU machine from a carried build (scripts/gpu_carry.sh): the CUDA test suite and
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
 # tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
-# few-row GEMM per expert shape with its phase trace, under each load path), ab (VL encode and
+# few-row GEMM per expert shape with its phase trace, under each load path), wg (the same for
+# the wgmma GEMM), ab (VL encode and
 # action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test
 # (default: tests model).
 set -u
@@ -37,6 +38,9 @@ tests)
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'
   RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /'
+  # the wgmma few-row GEMMs (wgemm.cu, opt-in): every M <= 64 matmul and rms_mlp through them
+  RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'
+  RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'
   # the comparison switches: RoPE per head for every row count, the flow head's last prefix
   # layer run whole
   RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'
@@ -76,6 +80,14 @@ sk)
         { [ "$v" = RTV_SKINNY_TMA=1 ] && cat || grep -A1 "skinny auto"; }
     done
   done 2>&1 | tee "$O/sk.txt"; fi ;;
+wg)
+  # the wgmma few-row GEMM per expert shape against cuBLASLt, with its per-CTA phase trace
+  # (WG_VARIANTS: environment settings, one word each)
+  for v in ${WG_VARIANTS:-RTV_PDL=1 RTV_WGMMA_EARLY=0 RTV_WGMMA_KS=4}; do
+    for sh in qkv o+res gate_up+geglu down+res act_out; do
+      echo "== $v $sh"; env $v RTV_WGMMA_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" wgmma 2>&1 | grep -E "cublasLt|wgmma|trace"
+    done
+  done 2>&1 | tee "$O/wg.txt" ;;
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
   # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or
