@@ -384,6 +384,7 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
 {
     int dev = 0, major = 0, minor = 0;
     s->wg_ok = 0;
+    s->wg_matmul = 1;
     s->wg_encode = NULL;
     s->wg_use = rtv_cuda_env_switch("RTV_WGMMA", 0); /* opt-in (see top); tune.h switches it */
     CU_TRY(cudaGetDevice(&dev));
@@ -408,6 +409,7 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_trace = NULL;
     s->wg_trace_ctas = 0;
     s->wg_early = rtv_cuda_env_switch("RTV_WGMMA_EARLY", 1);
+    s->wg_matmul = rtv_cuda_env_switch("RTV_WGMMA_MATMUL", 1);
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
         CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
         CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
@@ -512,6 +514,7 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
 int rtv_cuda_wgemm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                    const void *bias, int M, int N, int K, int flags, int *st)
 {
+    if (!s->wg_matmul) return 1; /* RTV_WGMMA_MATMUL=0: only rms_mlp's GEMMs take it */
     return wg_run(s, WG_PLAIN, y, ldy, x, ldx, w, bias, M, N, K, flags, 0, 0.f, 0, 0, 0, 0, 0.f,
                   st);
 }
