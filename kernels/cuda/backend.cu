@@ -70,6 +70,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->scratch);
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
+    cudaFree(s->wg_trace);
     cudaFree(s->mlp_sync);
     cudaFree(s->mlp_trace);
     cudaFreeHost(s->staging);

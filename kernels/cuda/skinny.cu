@@ -45,6 +45,7 @@
 
 #include "cuda_impl.h"
 #include "mma.cuh"
+#include "tmap.h"
 #include "tune.h"
 
 namespace cg = cooperative_groups;
@@ -526,16 +527,8 @@ int rtv_cuda_skinny_init(rtv_stream *s)
         s->sk_kw = e && (e[0] == '1' || e[0] == '2') && !e[1] ? e[0] - '0' : 0;
     }
     s->sk_encode = NULL;
-    if (major >= 9 && rtv_cuda_env_switch("RTV_SKINNY_TMA", 1)) {
-        cudaDriverEntryPointQueryResult q;
-        void *fn = NULL;
-        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000,
-                                             cudaEnableDefault, &q) == cudaSuccess &&
-            q == cudaDriverEntryPointSuccess)
-            s->sk_encode = fn;
-        else
-            cudaGetLastError(); /* no tensor maps: the cp.async path */
-    }
+    if (major >= 9 && rtv_cuda_env_switch("RTV_SKINNY_TMA", 1))
+        s->sk_encode = rtv_cuda_tmap_encoder(); /* NULL: no tensor maps, the cp.async path */
     s->sk_tma = s->sk_encode != NULL;
     s->sk_trace = NULL;
     if (rtv_cuda_env_switch("RTV_SKINNY_TRACE", 0)) {
@@ -604,27 +597,6 @@ static int sk_clusters(int nt, int bi, int kw, int ks, size_t smem)
     return n;
 }
 
-typedef CUresult (*sk_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
-                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
-                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-/* m = a 2-D tensor map of the bf16 matrix p [rows][cols] (row stride ld elements) in boxes
- * of 64 columns x box_rows rows, 128-byte swizzle, rows past the end read as zeros.
- * Returns 0 on success. Pure host computation (no driver call reaches the GPU). */
-static int sk_map(const rtv_stream *s, CUtensorMap *m, const void *p, int rows, int cols,
-                  int ld, int box_rows)
-{
-    cuuint64_t dims[2] = { (cuuint64_t)cols, (cuuint64_t)rows };
-    cuuint64_t strides[1] = { (cuuint64_t)ld * 2 };
-    cuuint32_t box[2] = { 64, (cuuint32_t)box_rows }, es[2] = { 1, 1 };
-    return ((sk_encode_fn)s->sk_encode)(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims,
-                                        strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                        CU_TENSOR_MAP_SWIZZLE_128B,
-                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
-}
-
 /* Returns 1 when the shape is not for this kernel (the caller uses cuBLASLt). ff > 0: the
  * GeGLU epilogue (N = 2 ff, no bias, no flags; y has ff columns). */
 static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
@@ -684,8 +656,8 @@ static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const
     a.cluster = s->sk_cluster && ks > 1;
     a.ff = ff;
     a.evict = s->sk_evict;
-    a.tma = s->sk_tma && !sk_map(s, &a.tw, w, N, K, K, bn / 2) &&
-            !sk_map(s, &a.tx, x, M, K, ldx, 8 * nt);
+    a.tma = s->sk_tma && !rtv_cuda_tmap_bf16(s->sk_encode, &a.tw, w, N, K, K, bn / 2) &&
+            !rtv_cuda_tmap_bf16(s->sk_encode, &a.tx, x, M, K, ldx, 8 * nt);
     a.trace = s->sk_trace;
     s->sk_trace_ctas = tiles * ks;
     if (ks > 1 && !a.cluster) {

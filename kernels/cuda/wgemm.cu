@@ -36,6 +36,7 @@
 
 #include "cuda_impl.h"
 #include "mma.cuh"
+#include "tmap.h"
 
 #define WG_THREADS 160 /* the consumer warpgroup + the producer warp */
 #define WG_MAXS 8      /* ring stages at most */
@@ -386,19 +387,15 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_ok = 0;
     s->wg_matmul = 1;
     s->wg_encode = NULL;
+    s->wg_trace = NULL;
+    s->wg_trace_ctas = 0;
     s->wg_use = rtv_cuda_env_switch("RTV_WGMMA", 0); /* opt-in (see top); tune.h switches it */
     CU_TRY(cudaGetDevice(&dev));
     CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
     CU_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
     if (major != 9 || minor != 0) return RTV_OK; /* wgmma as built here: sm_90a only */
-    cudaDriverEntryPointQueryResult q;
-    void *fn = NULL;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &fn, 12000, cudaEnableDefault,
-                                         &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-        cudaGetLastError();
-        return RTV_OK;
-    }
+    void *fn = rtv_cuda_tmap_encoder();
+    if (!fn) return RTV_OK;
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, wgemm_k) != cudaSuccess) { /* no sm_90a image */
         cudaGetLastError();
@@ -406,8 +403,6 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     }
     const char *k = getenv("RTV_WGMMA_KS"); /* the most K splits (1..8; default 8) */
     s->wg_maxks = k && k[0] >= '1' && k[0] <= '8' && !k[1] ? k[0] - '0' : 8;
-    s->wg_trace = NULL;
-    s->wg_trace_ctas = 0;
     s->wg_early = rtv_cuda_env_switch("RTV_WGMMA_EARLY", 1);
     s->wg_matmul = rtv_cuda_env_switch("RTV_WGMMA_MATMUL", 1);
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
@@ -423,26 +418,6 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_encode = fn;
     s->wg_ok = 1;
     return RTV_OK;
-}
-
-typedef CUresult (*wg_encode_fn)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
-                                 const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
-                                 const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
-                                 CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
-
-/* m: the bf16 matrix p [rows][cols] (row stride ld) in boxes of 64 columns x box_rows rows,
- * 128-byte swizzle, rows past the end read as zeros. 0 on success (host computation only). */
-static int wg_map(const rtv_stream *s, CUtensorMap *m, const void *p, int rows, int cols, int ld,
-                  int box_rows)
-{
-    cuuint64_t dims[2] = { (cuuint64_t)cols, (cuuint64_t)rows };
-    cuuint64_t strides[1] = { (cuuint64_t)ld * 2 };
-    cuuint32_t box[2] = { 64, (cuuint32_t)box_rows }, es[2] = { 1, 1 };
-    return ((wg_encode_fn)s->wg_encode)(m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, (void *)p, dims,
-                                        strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                                        CU_TENSOR_MAP_SWIZZLE_128B,
-                                        CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-                                        CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS;
 }
 
 /* One GEMM. wrows: weight rows (PLAIN: N; GEGLU: 2 ff; ROPE: the qkv columns). Returns 1 when
@@ -477,7 +452,9 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     const int S = per < s->wg_stages ? (per < 2 ? 2 : per) : s->wg_stages;
     wg_args a;
     memset(&a, 0, sizeof(a));
-    if (wg_map(s, &a.tx, x, M, K, ldx, 64) || wg_map(s, &a.tw, w, wrows, K, K, 32)) return 1;
+    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, 64) ||
+        rtv_cuda_tmap_bf16(s->wg_encode, &a.tw, w, wrows, K, K, 32))
+        return 1;
     a.y = (bf16 *)y;
     a.bias = (const bf16 *)bias;
     a.ldy = ldy; a.M = M; a.N = wrows; a.nk = nk; a.flags = flags; a.mode = mode;
