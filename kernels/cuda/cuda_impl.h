@@ -118,6 +118,20 @@ static inline int rtv_cuda_env_switch(const char *name, int def)
     return v && v[0] == '0' ? 0 : v && v[0] == '1' ? 1 : def;
 }
 
+/* A kernel's per-CTA phase trace (8 values per CTA, `ctas` of them in device memory at dev)
+ * into out, at most max_ctas CTAs; returns the CTA count, 0 without a trace. Synchronizes. */
+static inline int rtv_cuda_trace_copy(rtv_stream *s, const long long *dev, int ctas,
+                                      long long *out, int max_ctas)
+{
+    if (!dev || ctas <= 0) return 0;
+    const int n = ctas < max_ctas ? ctas : max_ctas;
+    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
+        cudaMemcpy(out, dev, (size_t)n * 8 * sizeof(long long), cudaMemcpyDeviceToHost) !=
+            cudaSuccess)
+        return 0;
+    return n;
+}
+
 static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
 /* Launchers (one per op; same arguments as the rtv_backend entries). */

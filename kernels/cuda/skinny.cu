@@ -717,10 +717,5 @@ int rtv_cuda_matmul_geglu(rtv_stream *s, void *y, void *gu, const void *x, int l
  * at most max_ctas CTAs); returns the CTA count, 0 without a trace. Synchronizes. */
 extern "C" int rtv_cuda_skinny_trace(rtv_stream *s, long long *out, int max_ctas)
 {
-    if (!s->sk_trace || s->sk_trace_ctas <= 0) return 0;
-    int n = s->sk_trace_ctas < max_ctas ? s->sk_trace_ctas : max_ctas;
-    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
-        cudaMemcpy(out, s->sk_trace, (size_t)n * 8 * sizeof(long long), cudaMemcpyDeviceToHost) != cudaSuccess)
-        return 0;
-    return n;
+    return rtv_cuda_trace_copy(s, s->sk_trace, s->sk_trace_ctas, out, max_ctas);
 }

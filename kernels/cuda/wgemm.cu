@@ -500,6 +500,7 @@ int rtv_cuda_wgemm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, cons
 int rtv_cuda_wgemm_geglu(rtv_stream *s, void *y, const void *x, int ldx, const void *w, int M,
                          int F, int K, int *st)
 {
+    if (!s->wg_matmul) return 1; /* as rtv_cuda_wgemm: RTV_WGMMA_MATMUL=0 keeps it off */
     return wg_run(s, WG_GEGLU, y, F, x, ldx, w, NULL, M, 2 * F, K, 0, 0, 0.f, F, 0, 0, 0, 0.f, st);
 }
 
@@ -509,12 +510,7 @@ extern "C" void rtv_cuda_wgemm_tune(rtv_stream *s, int on) { s->wg_use = on; }
  * CTA count (0: none). Synchronizes the stream. */
 extern "C" int rtv_cuda_wgemm_trace(rtv_stream *s, long long *out, int max_ctas)
 {
-    if (!s->wg_trace || s->wg_trace_ctas <= 0) return 0;
-    int n = s->wg_trace_ctas < max_ctas ? s->wg_trace_ctas : max_ctas;
-    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
-        cudaMemcpy(out, s->wg_trace, (size_t)n * 8 * sizeof(long long), cudaMemcpyDeviceToHost) != cudaSuccess)
-        return 0;
-    return n;
+    return rtv_cuda_trace_copy(s, s->wg_trace, s->wg_trace_ctas, out, max_ctas);
 }
 
 /* rms_mlp (backend.h) as four launches of the kernel above, each falling back to the unfused
