@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cuda_impl.h"
+#include "tune.h"
 
 int rtv_cuda_fail(cudaError_t e, const char *what, const char *file, int line)
 {
@@ -62,6 +63,7 @@ extern "C" void rtv_cuda_split_pop(void);
 static void cuda_stream_free(rtv_stream *s)
 {
     if (!s) return;
+    if (s->wg_chain) rtv_cuda_wgemm_chain_report(s, stderr); /* RTV_WGMMA_TRACE=1 */
     rtv_cuda_plans_free(s);
     if (s->blas) cublasDestroy(s->blas);
     if (s->lt) cublasLtDestroy(s->lt);
@@ -71,6 +73,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
     cudaFree(s->wg_trace);
+    cudaFree(s->wg_chain);
     cudaFree(s->mlp_sync);
     cudaFree(s->mlp_trace);
     cudaFreeHost(s->staging);

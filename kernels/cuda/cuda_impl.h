@@ -35,6 +35,8 @@ struct rtv_lt_plan {
     cublasLtMatmulAlgo_t algo;
 };
 
+#define RTV_WG_RING 64 /* wgmma launches the chain trace keeps (wgemm.cu) */
+
 struct rtv_stream {
     cudaStream_t s;
     cublasHandle_t blas;
@@ -79,6 +81,12 @@ struct rtv_stream {
     void *wg_encode;
     long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */
     int wg_trace_ctas;
+    /* RTV_WGMMA_TRACE=1: per-CTA %globaltimer at start / dependency met / end of the last
+     * RTV_WG_RING launches, graph replays included (slot = launch number % ring, set at launch
+     * or capture), for rtv_cuda_wgemm_chain_report */
+    unsigned long long *wg_chain;
+    long wg_chain_n;
+    struct { long seq; int ctas, mode, n, k, ks; } wg_chain_info[RTV_WG_RING];
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 

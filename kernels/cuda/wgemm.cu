@@ -30,6 +30,8 @@
  * s_r = rsqrt(mean(x[r, :]^2) + eps) (the folded RMSNorm), summed from the activation chunks as
  * they pass through shared memory (K = dim). */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cuda.h>
@@ -53,7 +55,19 @@ struct wg_args {
     float eps, log2_theta;
     int early;        /* let the dependent launch at the start (else after the main loop) */
     long long *trace; /* non-NULL: per-CTA phase clocks (RTV_WGMMA_TRACE=1, tune.h) */
+    unsigned long long *chain; /* non-NULL: per-CTA %globaltimer start, dependency met, end, SM */
 };
+
+static __device__ __forceinline__ unsigned long long wg_gtime(void)
+{
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+    return t;
+}
+#define WG_CHAIN(i, v)                                                                      \
+    do {                                                                                    \
+        if (a.chain) a.chain[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 4 + (i)] = (v);  \
+    } while (0)
 
 /* phase p of this CTA's trace: clock64 cycles; slot 7 holds the global timer at the start */
 #define WG_MARK(p)                                                                          \
@@ -234,6 +248,12 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
         a.trace[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 8 + 7] = (long long)gt;
         WG_MARK(0);
     }
+    if (a.chain && tid == 0) {
+        unsigned sm;
+        asm volatile("mov.u32 %0, %smid;" : "=r"(sm));
+        WG_CHAIN(0, wg_gtime());
+        WG_CHAIN(3, sm);
+    }
     if (a.early) rtv_griddep_launch(); /* the next GEMM may place its CTAs and copy weights */
     if (tid == 0) {
         for (int i = 0; i < S; i++) {
@@ -259,6 +279,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             WG_MARK(1);
             rtv_griddep_wait(); /* the activations are the previous kernel's output */
             WG_MARK(2);
+            if (a.chain) WG_CHAIN(1, wg_gtime());
             for (int i = 0; i < pre; i++)
                 wg_tma(sh + (size_t)i * WG_STAGE, &a.tx, 64 * (c0 + i), 0, &full[i]);
             for (int i = S; i < n; i++) {
@@ -376,6 +397,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
     }
     if (tid == 0) WG_MARK(6);
     if (ks > 1) wg_cluster_sync(); /* no CTA leaves while a peer still reads its tile */
+    if (a.chain && tid == 0) WG_CHAIN(2, wg_gtime());
 #else
     (void)a; /* not an sm_90a build of this kernel: never launched (wg_ok is 0) */
 #endif
@@ -389,6 +411,8 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_encode = NULL;
     s->wg_trace = NULL;
     s->wg_trace_ctas = 0;
+    s->wg_chain = NULL;
+    s->wg_chain_n = 0;
     s->wg_use = rtv_cuda_env_switch("RTV_WGMMA", 0); /* opt-in (see top); tune.h switches it */
     CU_TRY(cudaGetDevice(&dev));
     CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
@@ -408,6 +432,10 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
         CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
         CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
+        const size_t cb = (size_t)RTV_WG_RING * 1024 * 4 * sizeof(unsigned long long);
+        CU_TRY(cudaMalloc((void **)&s->wg_chain, cb));
+        CU_TRY(cudaMemset(s->wg_chain, 0, cb));
+        s->wg_chain_n = 0;
     }
     const char *e = getenv("RTV_WGMMA_STAGES");
     s->wg_stages = e && e[0] >= '2' && e[0] <= '8' && !e[1] ? e[0] - '0' : 6;
@@ -463,6 +491,16 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     a.early = s->wg_early;
     a.trace = s->capturing || tiles * ks > 1024 ? NULL : s->wg_trace;
     if (a.trace) s->wg_trace_ctas = tiles * ks;
+    if (s->wg_chain && tiles * ks <= 1024) { /* the chain trace: eager and captured launches */
+        const int slot = (int)(s->wg_chain_n % RTV_WG_RING);
+        a.chain = s->wg_chain + (size_t)slot * 1024 * 4;
+        s->wg_chain_info[slot].seq = s->wg_chain_n++;
+        s->wg_chain_info[slot].ctas = tiles * ks;
+        s->wg_chain_info[slot].mode = mode;
+        s->wg_chain_info[slot].n = wrows;
+        s->wg_chain_info[slot].k = K;
+        s->wg_chain_info[slot].ks = ks;
+    }
     cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[2];
     cfg.gridDim = dim3(tiles, ks);
@@ -505,6 +543,76 @@ int rtv_cuda_wgemm_geglu(rtv_stream *s, void *y, const void *x, int ldx, const v
 }
 
 extern "C" void rtv_cuda_wgemm_tune(rtv_stream *s, int on) { s->wg_use = on; }
+
+static int wg_cmpll(const void *p, const void *q)
+{
+    const long long a = *(const long long *)p, b = *(const long long *)q;
+    return (a > b) - (a < b);
+}
+
+extern "C" void rtv_cuda_wgemm_chain_report(rtv_stream *s, void *fp)
+{
+    FILE *f = (FILE *)fp;
+    const int L = s->wg_chain_n < RTV_WG_RING ? (int)s->wg_chain_n : RTV_WG_RING;
+    if (!s->wg_chain || L < 2) return;
+    const size_t per = (size_t)1024 * 4;
+    unsigned long long *h = (unsigned long long *)malloc((size_t)RTV_WG_RING * per * 8);
+    if (!h) return;
+    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
+        cudaMemcpy(h, s->wg_chain, (size_t)RTV_WG_RING * per * 8, cudaMemcpyDeviceToHost) !=
+            cudaSuccess) {
+        free(h);
+        return;
+    }
+    /* the launches in order: seq n - L .. n - 1 */
+    long long t0[RTV_WG_RING], t1[RTV_WG_RING], wt[RTV_WG_RING], lf[RTV_WG_RING];
+    char tag[RTV_WG_RING][32];
+    for (int j = 0; j < L; j++) {
+        const int slot = (int)((s->wg_chain_n - L + j) % RTV_WG_RING);
+        const unsigned long long *c = h + (size_t)slot * per;
+        const int n = s->wg_chain_info[slot].ctas;
+        long long a0 = -1, a1 = -1, sw = 0, sl = 0;
+        for (int i = 0; i < n; i++) {
+            const long long st = (long long)c[4 * i], dp = (long long)c[4 * i + 1],
+                            en = (long long)c[4 * i + 2];
+            if (a0 < 0 || st < a0) a0 = st;
+            if (en > a1) a1 = en;
+            sw += dp - st;
+            sl += en - st;
+        }
+        t0[j] = a0; t1[j] = a1;
+        wt[j] = n ? sw / n : 0;
+        lf[j] = n ? sl / n : 0;
+        static const char mc[3] = { 'P', 'G', 'R' };
+        snprintf(tag[j], sizeof(tag[j]), "%c%dx%d/%d", mc[s->wg_chain_info[slot].mode],
+                 s->wg_chain_info[slot].n, s->wg_chain_info[slot].k, s->wg_chain_info[slot].ks);
+    }
+    free(h);
+    fprintf(f, "wgmma chain, last %d launches (ns; shape = mode N x K / K splits): prev -> this: "
+               "count, span, gap, CTA wait, CTA life (medians)\n", L);
+    int done[RTV_WG_RING] = { 0 };
+    for (int j = 1; j < L; j++) {
+        if (done[j]) continue;
+        long long sp[RTV_WG_RING], gp[RTV_WG_RING], w[RTV_WG_RING], l[RTV_WG_RING];
+        int n = 0;
+        for (int q = j; q < L; q++)
+            if (!done[q] && !strcmp(tag[q], tag[j]) && !strcmp(tag[q - 1], tag[j - 1])) {
+                done[q] = 1;
+                sp[n] = t1[q] - t0[q];
+                gp[n] = t0[q] - t1[q - 1];
+                w[n] = wt[q];
+                l[n++] = lf[q];
+            }
+        qsort(sp, n, sizeof(long long), wg_cmpll);
+        qsort(gp, n, sizeof(long long), wg_cmpll);
+        qsort(w, n, sizeof(long long), wg_cmpll);
+        qsort(l, n, sizeof(long long), wg_cmpll);
+        fprintf(f, "  %-16s -> %-16s %3d %7lld %7lld %7lld %7lld\n", tag[j - 1], tag[j], n,
+                sp[n / 2], gp[n / 2], w[n / 2], l[n / 2]);
+    }
+    fprintf(f, "  whole: %lld ns from the first start to the last end over %d launches\n",
+            t1[L - 1] - t0[0], L);
+}
 
 /* The last eager launch's trace (RTV_WGMMA_TRACE=1): 8 values per CTA into out; returns the
  * CTA count (0: none). Synchronizes the stream. */

@@ -166,6 +166,7 @@ int main(int argc, char **argv)
             printf("%-12s %-12s %9.2f %9.0f %10.2e\n", s.name, va[v].name, med * 1e6,
                    wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0);
             G->graph_free(graph);
+            if (va[v].mode == 2) rtv_cuda_wgemm_chain_report(S, stdout); /* RTV_WGMMA_TRACE=1 */
             static long long tr[1024 * 8];
             /* the trace is of the correctness launch above (eager; graph launches have none) */
             int nc = va[v].mode == 1 ? rtv_cuda_skinny_trace(S, tr, 1024)
