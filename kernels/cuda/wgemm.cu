@@ -44,6 +44,8 @@
 #define WG_MAXS 8      /* ring stages at most */
 #define WG_STAGE 16384 /* bytes per stage: activation chunk, then weight chunk */
 #define WG_STG 68      /* fp32 row stride of the staged tile */
+#define WG_RS 68       /* fp32 row stride of a pushed partial row: 64 columns, x^2 sum at 64 */
+#define WG_RCV (72 * WG_RS * 4) /* bytes for the pushed partials: ks x rows owned <= 64 + 7 rows */
 
 enum { WG_PLAIN = 0, WG_GEGLU = 1, WG_ROPE = 2 };
 
@@ -54,8 +56,10 @@ struct wg_args {
     int ldy, M, N, nk, flags, mode, scale, ff, rtiles, hd, pos0, dim, stages;
     float eps, log2_theta;
     int early;        /* let the dependent launch at the start (else after the main loop) */
+    int push;         /* ks > 1: partials pushed into the owner's shared memory (st.async), not
+                         pulled after a cluster barrier (RTV_WGMMA_PUSH=0 pulls) */
     long long *trace; /* non-NULL: per-CTA phase clocks (RTV_WGMMA_TRACE=1, tune.h) */
-    unsigned long long *chain; /* non-NULL: per-CTA %globaltimer start, dependency met, end, SM */
+    unsigned long long *chain; /* non-NULL: per CTA 8 values (WG_CHAIN) */
 };
 
 static __device__ __forceinline__ unsigned long long wg_gtime(void)
@@ -64,9 +68,11 @@ static __device__ __forceinline__ unsigned long long wg_gtime(void)
     asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
     return t;
 }
+/* chain trace value i of this CTA: %globaltimer at 0 start, 1 dependency met (producer),
+ * 2 end, 4 first chunk in, 5 MMAs done, 6 partials exchanged, 7 epilogue done; 3: the SM */
 #define WG_CHAIN(i, v)                                                                      \
     do {                                                                                    \
-        if (a.chain) a.chain[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 4 + (i)] = (v);  \
+        if (a.chain) a.chain[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * 8 + (i)] = (v);  \
     } while (0)
 
 /* phase p of this CTA's trace: clock64 cycles; slot 7 holds the global timer at the start */
@@ -176,6 +182,25 @@ static __device__ __forceinline__ void wg_cluster_sync(void)
     asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
     asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
 }
+/* our shared memory address of p as seen in cluster CTA `rank` */
+static __device__ __forceinline__ unsigned wg_peer(const void *p, unsigned rank)
+{
+    unsigned a;
+    asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(a) : "r"(wg_saddr(p)), "r"(rank));
+    return a;
+}
+/* 8 / 4 bytes into a peer's shared memory, completing bytes on its barrier (both cluster
+ * addresses from wg_peer) */
+static __device__ __forceinline__ void wg_push2(unsigned dst, unsigned bar, float x, float y)
+{
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.v2.f32 [%0], {%1, %2}, [%3];"
+                 ::"r"(dst), "f"(x), "f"(y), "r"(bar) : "memory");
+}
+static __device__ __forceinline__ void wg_push1(unsigned dst, unsigned bar, float x)
+{
+    asm volatile("st.async.shared::cluster.mbarrier::complete_tx::bytes.f32 [%0], %1, [%2];"
+                 ::"r"(dst), "f"(x), "r"(bar) : "memory");
+}
 /* 16 bytes at p (our shared memory address) in cluster CTA `rank`'s shared memory */
 static __device__ __forceinline__ float4 wg_ld_peer4(const float *p, unsigned rank)
 {
@@ -207,8 +232,10 @@ static __device__ __forceinline__ void wg_put4(bf16 *p, float a, float b, float 
     *(uint2 *)p = o;
 }
 
-/* PLAIN epilogue of 4 columns from col: bias, activation, accumulation, bf16 stores */
-static __device__ __forceinline__ void wg_plain(const wg_args &a, bf16 *yr, int col, float *v)
+/* PLAIN epilogue of 4 columns from col: bias, activation, accumulation (old: y's 4 values,
+ * loaded ahead by the caller), bf16 stores */
+static __device__ __forceinline__ void wg_plain(const wg_args &a, bf16 *yr, int col, float *v,
+                                                uint2 old)
 {
     if (col >= a.N) return;
     if (a.bias) {
@@ -223,7 +250,6 @@ static __device__ __forceinline__ void wg_plain(const wg_args &a, bf16 *yr, int 
         else if (a.flags & RTV_MM_SILU) v[e] = v[e] / (1.0f + __expf(-v[e]));
     }
     if (a.flags & RTV_MM_ACCUM) {
-        const uint2 old = *(const uint2 *)(yr + col);
         const float2 y0 = __bfloat1622float2(*(const __nv_bfloat162 *)&old.x);
         const float2 y1 = __bfloat1622float2(*(const __nv_bfloat162 *)&old.y);
         v[0] += y0.x; v[1] += y0.y; v[2] += y1.x; v[3] += y1.y;
@@ -231,12 +257,18 @@ static __device__ __forceinline__ void wg_plain(const wg_args &a, bf16 *yr, int 
     wg_put4(yr + col, v[0], v[1], v[2], v[3]);
 }
 
+/* The residual's 4 values at y[row][col] for RTV_MM_ACCUM (zeros past N or without it) */
+static __device__ __forceinline__ uint2 wg_old(const wg_args &a, const bf16 *yr, int col)
+{
+    return (a.flags & RTV_MM_ACCUM) && col < a.N ? *(const uint2 *)(yr + col) : make_uint2(0, 0);
+}
+
 static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_constant__ wg_args a)
 {
 #ifdef WG_KERNEL
     extern __shared__ __align__(1024) unsigned char wg_raw[];
     unsigned char *sh = wg_raw + ((1024 - (wg_saddr(wg_raw) & 1023)) & 1023);
-    __shared__ __align__(8) uint64_t full[WG_MAXS], empty[WG_MAXS];
+    __shared__ __align__(8) uint64_t full[WG_MAXS], empty[WG_MAXS], xbar;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int ks = gridDim.y, rank = blockIdx.y, S = a.stages;
     const int c0 = rank * a.nk / ks, n = (rank + 1) * a.nk / ks - c0;
@@ -255,14 +287,24 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
         WG_CHAIN(3, sm);
     }
     if (a.early) rtv_griddep_launch(); /* the next GEMM may place its CTAs and copy weights */
+    const int my_rows = (a.M - rank + ks - 1) / ks; /* rows owned: rank, rank + ks, ... < M */
+    const bool push = a.push && ks > 1;
+    float *rcv = (float *)(sh + (size_t)S * WG_STAGE); /* push: [split][my_rows][WG_RS] */
     if (tid == 0) {
         for (int i = 0; i < S; i++) {
             wg_bar_init(&full[i], 1);
             wg_bar_init(&empty[i], 4); /* one arrival per consumer warp */
         }
+        if (push) { /* completes when every peer's partial rows (and x^2 sums) have landed */
+            wg_bar_init(&xbar, 1);
+            wg_expect(&xbar, (unsigned)((ks - 1) * my_rows * (256 + (a.scale ? 4 : 0))));
+        }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    /* push: peers may store into us once they have waited on this; the wait comes after the
+     * main loop, so the cluster barrier costs nothing on the critical path */
+    if (push) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
     float *stg = (float *)sh;            /* [64][WG_STG] after the main loop (reuses the ring) */
     float *ssq = stg + 64 * WG_STG;      /* [64] partial sums of x^2 per row */
     if (warp == 4) {
@@ -293,6 +335,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             }
         }
         __syncwarp();
+        if (push) asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
     } else {
         float d[32];
         float ss = 0.f;
@@ -300,7 +343,10 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             const int s = i % S;
             unsigned char *st = sh + (size_t)s * WG_STAGE;
             wg_wait(&full[s], (i / S) & 1);
-            if (i == 0 && tid == 0) WG_MARK(3);
+            if (i == 0 && tid == 0) {
+                WG_MARK(3);
+                WG_CHAIN(4, wg_gtime());
+            }
             const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
             wg_fence();
 #pragma unroll
@@ -323,25 +369,68 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             if (i > 0 && lane == 0) wg_arrive(&empty[(i - 1) % S]);
         }
         wg_wait_group<0>();
-        if (tid == 0) WG_MARK(4);
-        asm volatile("bar.sync 1, 128;" ::: "memory"); /* every warp's MMAs read the ring */
+        if (tid == 0) {
+            WG_MARK(4);
+            WG_CHAIN(5, wg_gtime());
+        }
         /* D fragment: rows 16 warp + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1) */
         const int rr = 16 * warp + (lane >> 2), cc = 2 * (lane & 3);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-            *(float2 *)&stg[rr * WG_STG + 8 * j + cc] = make_float2(d[4 * j], d[4 * j + 1]);
-            *(float2 *)&stg[(rr + 8) * WG_STG + 8 * j + cc] = make_float2(d[4 * j + 2], d[4 * j + 3]);
-        }
         ss += __shfl_xor_sync(0xffffffffu, ss, 1);
-        if (!(tid & 1)) ssq[tid >> 1] = ss;
+        if (push) {
+            /* row r goes to its owner q = r % ks, slot [rank][r / ks] there; the owner's own
+             * rows are plain stores into its own slot */
+            asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int r = rr + 8 * h;
+                if (r >= a.M) continue;
+                const int q = r % ks, qrows = (a.M - q + ks - 1) / ks;
+                float *dst = rcv + (size_t)(rank * qrows + r / ks) * WG_RS + cc;
+                if (q == rank) {
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        *(float2 *)(dst + 8 * j) = make_float2(d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+                } else {
+                    const unsigned rd = wg_peer(dst, q), rb = wg_peer(&xbar, q);
+#pragma unroll
+                    for (int j = 0; j < 8; j++) wg_push2(rd + 32 * j, rb, d[4 * j + 2 * h], d[4 * j + 2 * h + 1]);
+                }
+            }
+            const int r = tid >> 1;
+            if (a.scale && !(tid & 1) && r < a.M) {
+                const int q = r % ks, qrows = (a.M - q + ks - 1) / ks;
+                float *dst = rcv + (size_t)(rank * qrows + r / ks) * WG_RS + 64;
+                if (q == rank) *dst = ss;
+                else wg_push1(wg_peer(dst, q), wg_peer(&xbar, q), ss);
+            }
+        } else {
+            asm volatile("bar.sync 1, 128;" ::: "memory"); /* every warp's MMAs read the ring */
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                *(float2 *)&stg[rr * WG_STG + 8 * j + cc] = make_float2(d[4 * j], d[4 * j + 1]);
+                *(float2 *)&stg[(rr + 8) * WG_STG + 8 * j + cc] = make_float2(d[4 * j + 2], d[4 * j + 3]);
+            }
+            if (!(tid & 1)) ssq[tid >> 1] = ss;
+        }
     }
     __syncthreads();
     if (!a.early) rtv_griddep_launch();
-    if (ks > 1) wg_cluster_sync(); /* every split's partial tile is staged */
-    rtv_griddep_wait();            /* y (accumulated into, written) belongs to the previous kernel too */
-    if (tid == 0) WG_MARK(5);
+    rtv_griddep_wait(); /* y (accumulated into, written) belongs to the previous kernel too */
+    /* the first item's residual values load while the cluster meets (its latency off the tail) */
+    const bool plain = a.mode == WG_PLAIN || (a.mode == WG_ROPE && (int)blockIdx.x >= a.rtiles);
+    uint2 o0 = make_uint2(0, 0), o1 = o0;
+    if (plain && tid < my_rows * 8) {
+        const bf16 *yr = a.y + (size_t)(rank + (tid >> 3) * ks) * a.ldy;
+        o0 = wg_old(a, yr, r0 + 4 * (tid & 7));
+        o1 = wg_old(a, yr, r1 + 4 * (tid & 7));
+    }
+    if (push) wg_wait(&xbar, 0);        /* every peer's partial rows are here */
+    else if (ks > 1) wg_cluster_sync(); /* every split's partial tile is staged */
+    if (tid == 0) {
+        WG_MARK(5);
+        WG_CHAIN(6, wg_gtime());
+    }
 
-    const int my_rows = (a.M - rank + ks - 1) / ks;
     for (int it = tid; it < my_rows * 8; it += WG_THREADS) {
         const int row = rank + (it >> 3) * ks, c4 = 4 * (it & 7);
         const float *p0 = stg + row * WG_STG + c4;
@@ -351,6 +440,16 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             v0 = *(const float4 *)p0;
             v1 = *(const float4 *)(p0 + 32);
             sq = ssq[row];
+        } else if (push) { /* slot [q][it / 8] of each split q, in split order */
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                if (q < ks) {
+                    const float *pq = rcv + (size_t)(q * my_rows + (it >> 3)) * WG_RS + c4;
+                    const float4 A = *(const float4 *)pq, B = *(const float4 *)(pq + 32);
+                    v0.x += A.x; v0.y += A.y; v0.z += A.z; v0.w += A.w;
+                    v1.x += B.x; v1.y += B.y; v1.z += B.z; v1.w += B.w;
+                    if (a.scale) sq += pq[64 - c4];
+                }
         } else {
             float4 A[8], B[8];
             float Q[8];
@@ -391,12 +490,19 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
             wg_put4(yr + r0 + c4, o0[0], o0[1], o0[2], o0[3]);
             wg_put4(yr + r1 + c4, o1[0], o1[1], o1[2], o1[3]);
         } else {
-            wg_plain(a, yr, r0 + c4, g);
-            wg_plain(a, yr, r1 + c4, u);
+            if (it != tid) { /* past the first item: load its residual now */
+                o0 = wg_old(a, yr, r0 + c4);
+                o1 = wg_old(a, yr, r1 + c4);
+            }
+            wg_plain(a, yr, r0 + c4, g, o0);
+            wg_plain(a, yr, r1 + c4, u, o1);
         }
     }
-    if (tid == 0) WG_MARK(6);
-    if (ks > 1) wg_cluster_sync(); /* no CTA leaves while a peer still reads its tile */
+    if (tid == 0) {
+        WG_MARK(6);
+        WG_CHAIN(7, wg_gtime());
+    }
+    if (ks > 1 && !push) wg_cluster_sync(); /* no CTA leaves while a peer still reads its tile */
     if (a.chain && tid == 0) WG_CHAIN(2, wg_gtime());
 #else
     (void)a; /* not an sm_90a build of this kernel: never launched (wg_ok is 0) */
@@ -432,15 +538,17 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
         CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
         CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
-        const size_t cb = (size_t)RTV_WG_RING * 1024 * 4 * sizeof(unsigned long long);
+        const size_t cb = (size_t)RTV_WG_RING * 1024 * 8 * sizeof(unsigned long long);
         CU_TRY(cudaMalloc((void **)&s->wg_chain, cb));
         CU_TRY(cudaMemset(s->wg_chain, 0, cb));
         s->wg_chain_n = 0;
     }
     const char *e = getenv("RTV_WGMMA_STAGES");
-    s->wg_stages = e && e[0] >= '2' && e[0] <= '8' && !e[1] ? e[0] - '0' : 6;
+    s->wg_stages_set = e && e[0] >= '2' && e[0] <= '8' && !e[1];
+    s->wg_stages = s->wg_stages_set ? e[0] - '0' : 6;
+    s->wg_push = rtv_cuda_env_switch("RTV_WGMMA_PUSH", 1);
     CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                1024 + WG_MAXS * WG_STAGE));
+                                1024 + WG_MAXS * WG_STAGE + WG_RCV));
     CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributePreferredSharedMemoryCarveout,
                                 cudaSharedmemCarveoutMaxShared));
     s->wg_encode = fn;
@@ -477,7 +585,11 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     ks = ks < 1 ? 1 : ks > s->wg_maxks ? s->wg_maxks : ks;
     ks = ks > nk ? nk : ks;
     const int per = (nk + ks - 1) / ks;
-    const int S = per < s->wg_stages ? (per < 2 ? 2 : per) : s->wg_stages;
+    const int push = s->wg_push && ks > 1;
+    /* pushed partials take WG_RCV more bytes: one stage fewer keeps two CTAs per SM (this
+     * launch's and the next one's, whose weights stream in before its dependency is met) */
+    const int smax = s->wg_stages_set ? s->wg_stages : push ? 5 : 6;
+    const int S = per < smax ? (per < 2 ? 2 : per) : smax;
     wg_args a;
     memset(&a, 0, sizeof(a));
     if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, 64) ||
@@ -489,11 +601,12 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     a.scale = scale; a.ff = ff; a.rtiles = rtiles; a.hd = hd; a.pos0 = pos0; a.dim = K;
     a.stages = S; a.eps = eps; a.log2_theta = mode == WG_ROPE ? log2f(theta) : 0.f;
     a.early = s->wg_early;
+    a.push = push;
     a.trace = s->capturing || tiles * ks > 1024 ? NULL : s->wg_trace;
     if (a.trace) s->wg_trace_ctas = tiles * ks;
     if (s->wg_chain && tiles * ks <= 1024) { /* the chain trace: eager and captured launches */
         const int slot = (int)(s->wg_chain_n % RTV_WG_RING);
-        a.chain = s->wg_chain + (size_t)slot * 1024 * 4;
+        a.chain = s->wg_chain + (size_t)slot * 1024 * 8;
         s->wg_chain_info[slot].seq = s->wg_chain_n++;
         s->wg_chain_info[slot].ctas = tiles * ks;
         s->wg_chain_info[slot].mode = mode;
@@ -505,7 +618,7 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     cudaLaunchAttribute attr[2];
     cfg.gridDim = dim3(tiles, ks);
     cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = 1024 + (size_t)S * WG_STAGE;
+    cfg.dynamicSmemBytes = 1024 + (size_t)S * WG_STAGE + (push ? WG_RCV : 0);
     cfg.stream = s->s;
     cfg.attrs = attr;
     if (s->pdl) {
@@ -555,7 +668,7 @@ extern "C" void rtv_cuda_wgemm_chain_report(rtv_stream *s, void *fp)
     FILE *f = (FILE *)fp;
     const int L = s->wg_chain_n < RTV_WG_RING ? (int)s->wg_chain_n : RTV_WG_RING;
     if (!s->wg_chain || L < 2) return;
-    const size_t per = (size_t)1024 * 4;
+    const size_t per = (size_t)1024 * 8;
     unsigned long long *h = (unsigned long long *)malloc((size_t)RTV_WG_RING * per * 8);
     if (!h) return;
     if (cudaStreamSynchronize(s->s) != cudaSuccess ||
@@ -564,51 +677,57 @@ extern "C" void rtv_cuda_wgemm_chain_report(rtv_stream *s, void *fp)
         free(h);
         return;
     }
-    /* the launches in order: seq n - L .. n - 1 */
-    long long t0[RTV_WG_RING], t1[RTV_WG_RING], wt[RTV_WG_RING], lf[RTV_WG_RING];
+    /* per launch (seq n - L .. n - 1): first start, first dependency met, last end, and the
+     * CTAs' mean phases: 0 wait (start -> dependency met), 1 first chunk, 2 MMAs, 3 exchange,
+     * 4 epilogue, 5 to the end, 6 life */
+    enum { NPH = 7 };
+    long long t0[RTV_WG_RING], td[RTV_WG_RING], t1[RTV_WG_RING], ph[RTV_WG_RING][NPH];
     char tag[RTV_WG_RING][32];
     for (int j = 0; j < L; j++) {
         const int slot = (int)((s->wg_chain_n - L + j) % RTV_WG_RING);
         const unsigned long long *c = h + (size_t)slot * per;
         const int n = s->wg_chain_info[slot].ctas;
-        long long a0 = -1, a1 = -1, sw = 0, sl = 0;
+        long long a0 = -1, ad = -1, a1 = -1, sum[NPH] = { 0 };
         for (int i = 0; i < n; i++) {
-            const long long st = (long long)c[4 * i], dp = (long long)c[4 * i + 1],
-                            en = (long long)c[4 * i + 2];
-            if (a0 < 0 || st < a0) a0 = st;
-            if (en > a1) a1 = en;
-            sw += dp - st;
-            sl += en - st;
+            const long long *q = (const long long *)c + 8 * i;
+            if (a0 < 0 || q[0] < a0) a0 = q[0];
+            if (ad < 0 || q[1] < ad) ad = q[1];
+            if (q[2] > a1) a1 = q[2];
+            const long long m[7] = { q[0], q[1], q[4], q[5], q[6], q[7], q[2] };
+            for (int p = 0; p < 6; p++) sum[p] += m[p + 1] - m[p];
+            sum[6] += q[2] - q[0];
         }
-        t0[j] = a0; t1[j] = a1;
-        wt[j] = n ? sw / n : 0;
-        lf[j] = n ? sl / n : 0;
+        t0[j] = a0; td[j] = ad; t1[j] = a1;
+        for (int p = 0; p < NPH; p++) ph[j][p] = n ? sum[p] / n : 0;
         static const char mc[3] = { 'P', 'G', 'R' };
         snprintf(tag[j], sizeof(tag[j]), "%c%dx%d/%d", mc[s->wg_chain_info[slot].mode],
                  s->wg_chain_info[slot].n, s->wg_chain_info[slot].k, s->wg_chain_info[slot].ks);
     }
     free(h);
-    fprintf(f, "wgmma chain, last %d launches (ns; shape = mode N x K / K splits): prev -> this: "
-               "count, span, gap, CTA wait, CTA life (medians)\n", L);
+    fprintf(f, "wgmma chain, last %d launches, ns (shape: mode N x K / K splits), medians per pair "
+               "prev -> this: n, span, gap (first start - prev last end), signal (first "
+               "dependency met - prev last end), CTA means: wait, first chunk, mma, exchange, "
+               "epilogue, end, life\n", L);
     int done[RTV_WG_RING] = { 0 };
     for (int j = 1; j < L; j++) {
         if (done[j]) continue;
-        long long sp[RTV_WG_RING], gp[RTV_WG_RING], w[RTV_WG_RING], l[RTV_WG_RING];
+        long long v[3 + NPH][RTV_WG_RING];
         int n = 0;
         for (int q = j; q < L; q++)
             if (!done[q] && !strcmp(tag[q], tag[j]) && !strcmp(tag[q - 1], tag[j - 1])) {
                 done[q] = 1;
-                sp[n] = t1[q] - t0[q];
-                gp[n] = t0[q] - t1[q - 1];
-                w[n] = wt[q];
-                l[n++] = lf[q];
+                v[0][n] = t1[q] - t0[q];
+                v[1][n] = t0[q] - t1[q - 1];
+                v[2][n] = td[q] - t1[q - 1];
+                for (int p = 0; p < NPH; p++) v[3 + p][n] = ph[q][p];
+                n++;
             }
-        qsort(sp, n, sizeof(long long), wg_cmpll);
-        qsort(gp, n, sizeof(long long), wg_cmpll);
-        qsort(w, n, sizeof(long long), wg_cmpll);
-        qsort(l, n, sizeof(long long), wg_cmpll);
-        fprintf(f, "  %-16s -> %-16s %3d %7lld %7lld %7lld %7lld\n", tag[j - 1], tag[j], n,
-                sp[n / 2], gp[n / 2], w[n / 2], l[n / 2]);
+        fprintf(f, "  %-14s -> %-14s %3d", tag[j - 1], tag[j], n);
+        for (int k = 0; k < 3 + NPH; k++) {
+            qsort(v[k], n, sizeof(long long), wg_cmpll);
+            fprintf(f, " %6lld", v[k][n / 2]);
+        }
+        fputc('\n', f);
     }
     fprintf(f, "  whole: %lld ns from the first start to the last end over %d launches\n",
             t1[L - 1] - t0[0], L);
