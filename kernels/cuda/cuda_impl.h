@@ -77,7 +77,7 @@ struct rtv_stream {
     /* few-row GEMMs on wgmma (wgemm.cu, RTV_WGMMA=1): usable here, ring stages, and
      * cuTensorMapEncodeTiled */
     int wg_ok, wg_use, wg_stages, wg_maxks, wg_early;
-    int wg_stages_set, wg_push; /* RTV_WGMMA_STAGES given; partials pushed (RTV_WGMMA_PUSH) */
+    int wg_stages_set, wg_push, wg_stages1; /* RTV_WGMMA_STAGES given; partials pushed (RTV_WGMMA_PUSH); ring stages without a K split (RTV_WGMMA_STAGES1) */
     int wg_matmul;              /* plain matmul calls take it too (RTV_WGMMA_MATMUL=0: only rms_mlp) */
     void *wg_encode;
     long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */

@@ -547,6 +547,9 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_stages_set = e && e[0] >= '2' && e[0] <= '8' && !e[1];
     s->wg_stages = s->wg_stages_set ? e[0] - '0' : 6;
     s->wg_push = rtv_cuda_env_switch("RTV_WGMMA_PUSH", 1);
+    /* launches without a K split (the long weight streams: gate_up) may take a deeper ring */
+    const char *e1 = getenv("RTV_WGMMA_STAGES1");
+    s->wg_stages1 = e1 && e1[0] >= '2' && e1[0] <= '8' && !e1[1] ? e1[0] - '0' : s->wg_stages;
     CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 1024 + WG_MAXS * WG_STAGE + WG_RCV));
     CU_TRY(cudaFuncSetAttribute(wgemm_k, cudaFuncAttributePreferredSharedMemoryCarveout,
@@ -588,7 +591,7 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     const int push = s->wg_push && ks > 1;
     /* pushed partials take WG_RCV more bytes: one stage fewer keeps two CTAs per SM (this
      * launch's and the next one's, whose weights stream in before its dependency is met) */
-    const int smax = s->wg_stages_set ? s->wg_stages : push ? 5 : 6;
+    const int smax = ks == 1 ? s->wg_stages1 : s->wg_stages_set ? s->wg_stages : push ? 5 : 6;
     const int S = per < smax ? (per < 2 ? 2 : per) : smax;
     wg_args a;
     memset(&a, 0, sizeof(a));
