@@ -170,13 +170,16 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
     /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
     const int chain = p->exp_norms_folded && b->rms_mlp != NULL;
     rtv_qkv_next nq = {NULL, NULL, QKV, QKV, c->n_heads + c->n_kv_heads, c->head_dim, kv_row,
-                       c->rope_theta};
+                       c->rope_theta, NULL, 0};
     for (int l = 0; l < c->llm_depth; l++) {
         io.kvbase = ws->lq[l];
         io.qkv = rtv_act_at(b, ws->lq[l], (size_t)kv_row * QKV);
         io.next_qkv = NULL;
         if (chain && l + 1 < c->llm_depth) {
             nq.w = p->w.exp[l + 1].qkv;
+            nq.after = p->w.exp[l + 1].o;
+            nq.after_bytes = (size_t)c->exp_width * c->n_heads * c->head_dim *
+                             rtv_dtype_size(b->w_dt);
             nq.y = rtv_act_at(b, ws->lq[l + 1], (size_t)kv_row * QKV);
             io.next_qkv = &nq;
         }

@@ -55,6 +55,11 @@ typedef struct rtv_qkv_next {
     void *y;       /* output rows [rows, cols], row stride ld */
     int ld, cols, rope_heads, head_dim, pos0;
     float theta;
+    /* optional hint (NULL: none): the weights the layer reads next after its attention (its
+     * o-proj, after_bytes bytes), which a backend may start pulling into its cache while the
+     * qkv projection runs, since the attention between them reads no weights */
+    const void *after;
+    size_t after_bytes;
 } rtv_qkv_next;
 
 typedef struct rtv_backend {

@@ -77,7 +77,10 @@ struct rtv_stream {
     /* few-row GEMMs on wgmma (wgemm.cu, RTV_WGMMA=1): usable here, ring stages, and
      * cuTensorMapEncodeTiled */
     int wg_ok, wg_use, wg_stages, wg_maxks, wg_early;
-    int wg_stages_set, wg_push, wg_stages1; /* RTV_WGMMA_STAGES given; partials pushed (RTV_WGMMA_PUSH); ring stages without a K split (RTV_WGMMA_STAGES1) */
+    int wg_stages_set, wg_push, wg_stages1;
+    int wg_pf_on; /* RTV_WGMMA_PF: honour rtv_qkv_next's after hint */
+    const void *wg_pf; /* the hint for the next wg_run only */
+    size_t wg_pf_bytes; /* RTV_WGMMA_STAGES given; partials pushed (RTV_WGMMA_PUSH); ring stages without a K split (RTV_WGMMA_STAGES1) */
     int wg_matmul;              /* plain matmul calls take it too (RTV_WGMMA_MATMUL=0: only rms_mlp) */
     void *wg_encode;
     long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */

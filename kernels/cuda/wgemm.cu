@@ -56,6 +56,8 @@ struct wg_args {
     int ldy, M, N, nk, flags, mode, scale, ff, rtiles, hd, pos0, dim, stages;
     float eps, log2_theta;
     int early;        /* let the dependent launch at the start (else after the main loop) */
+    const char *pf;   /* non-NULL: pull pf_bytes from here into L2 (a later launch's weights) */
+    unsigned long long pf_bytes;
     int push;         /* ks > 1: partials pushed into the owner's shared memory (st.async), not
                          pulled after a cluster barrier (RTV_WGMMA_PUSH=0 pulls) */
     long long *trace; /* non-NULL: per-CTA phase clocks (RTV_WGMMA_TRACE=1, tune.h) */
@@ -318,6 +320,17 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
                 wg_tma(st + 8192, &a.tw, 64 * (c0 + i), r0, &full[i]);
                 wg_tma(st + 8192 + 4096, &a.tw, 64 * (c0 + i), r1, &full[i]);
             }
+            if (a.pf) { /* this CTA's share of a later launch's weights, into L2 */
+                const unsigned long long C = (unsigned long long)gridDim.x * gridDim.y,
+                    cta = (unsigned long long)blockIdx.y * gridDim.x + blockIdx.x,
+                    per = ((a.pf_bytes + C - 1) / C + 15) & ~15ull,
+                    end = (cta + 1) * per < a.pf_bytes ? (cta + 1) * per : a.pf_bytes;
+                for (unsigned long long o = cta * per; o < end; o += 16384) {
+                    const unsigned sz = (unsigned)(end - o < 16384 ? end - o : 16384);
+                    asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(a.pf + o),
+                                 "r"(sz) : "memory");
+                }
+            }
             WG_MARK(1);
             rtv_griddep_wait(); /* the activations are the previous kernel's output */
             WG_MARK(2);
@@ -547,6 +560,8 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_stages_set = e && e[0] >= '2' && e[0] <= '8' && !e[1];
     s->wg_stages = s->wg_stages_set ? e[0] - '0' : 6;
     s->wg_push = rtv_cuda_env_switch("RTV_WGMMA_PUSH", 1);
+    s->wg_pf_on = rtv_cuda_env_switch("RTV_WGMMA_PF", 1);
+    s->wg_pf = NULL;
     /* launches without a K split (the long weight streams: gate_up) may take a deeper ring */
     const char *e1 = getenv("RTV_WGMMA_STAGES1");
     s->wg_stages1 = e1 && e1[0] >= '2' && e1[0] <= '8' && !e1[1] ? e1[0] - '0' : s->wg_stages;
@@ -605,6 +620,11 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
     a.stages = S; a.eps = eps; a.log2_theta = mode == WG_ROPE ? log2f(theta) : 0.f;
     a.early = s->wg_early;
     a.push = push;
+    if (s->wg_pf_on && s->wg_pf && !((uintptr_t)s->wg_pf & 15)) {
+        a.pf = (const char *)s->wg_pf;
+        a.pf_bytes = s->wg_pf_bytes & ~(size_t)15;
+    }
+    s->wg_pf = NULL; /* a hint for this launch only */
     a.trace = s->capturing || tiles * ks > 1024 ? NULL : s->wg_trace;
     if (a.trace) s->wg_trace_ctas = tiles * ks;
     if (s->wg_chain && tiles * ks <= 1024) { /* the chain trace: eager and captured launches */
@@ -772,6 +792,8 @@ int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o
     } else if (st)
         return st;
     if (!nq) return RTV_OK;
+    s->wg_pf = nq->after; /* the o-proj after the attention: into L2 while this GEMM runs */
+    s->wg_pf_bytes = nq->after_bytes;
     if (wg_run(s, WG_ROPE, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0, 1, eps, 0,
                nq->rope_heads, nq->head_dim, nq->pos0, nq->theta, &st)) {
         if ((st = rtv_cuda_matmul(s, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0)) ||
@@ -779,5 +801,6 @@ int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o
                                     nq->head_dim, nq->pos0, nq->theta)))
             return st;
     }
+    s->wg_pf = NULL;
     return st;
 }

@@ -216,7 +216,9 @@ static void t_rms_mlp(int rows, int dim, int ff, int qd, int qcols, int rheads, 
             CHECK(C->matmul(cs, Y.c, ldy, X.c, dim, WQ.c, NULL, rows, qcols, dim, 0) == 0);
             CHECK(C->rms_rope(cs, Y.c, ldy, qcols, X.c, dim, 1e-6f, rows, rheads, hd, 517, 1e4f) == 0);
         }
-        rtv_qkv_next nq = { WQ.g, Y.g, ldy, qcols, rheads, hd, 517, 1e4f };
+        /* after: the o-proj weights as the L2 hint (a real range: the prefetch runs, results unchanged) */
+        rtv_qkv_next nq = { WQ.g, Y.g, ldy, qcols, rheads, hd, 517, 1e4f, qd ? WO.g : NULL,
+                            (size_t)dim * qd * 2 };
         int st = G->rms_mlp(gs, X.g, qd ? AT.g : NULL, qd ? WO.g : NULL, qd, WGU.g, WD.g, GU.g,
                             F.g, dim, 1e-6f, rows, ff, qcols ? &nq : NULL);
         CHECK_MSG(st == 0, "%s", rtv_last_error());
