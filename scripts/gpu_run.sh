@@ -81,11 +81,12 @@ sk)
     done
   done 2>&1 | tee "$O/sk.txt"; fi ;;
 wg)
-  # the wgmma few-row GEMM per expert shape against cuBLASLt, with its per-CTA phase trace
+  # the wgmma few-row GEMM per expert shape against cuBLASLt, with its per-CTA phase trace and
+  # the chain trace of the timed graph (how consecutive launches overlapped)
   # (WG_VARIANTS: environment settings, one word each)
   for v in ${WG_VARIANTS:-RTV_PDL=1 RTV_WGMMA_EARLY=0 RTV_WGMMA_KS=4}; do
     for sh in qkv o+res gate_up+geglu down+res act_out; do
-      echo "== $v $sh"; env $v RTV_WGMMA_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" wgmma 2>&1 | grep -E "cublasLt|wgmma|trace"
+      echo "== $v $sh"; env $v RTV_WGMMA_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" wgmma 2>&1 | grep -E "cublasLt|wgmma|trace|->"
     done
   done 2>&1 | tee "$O/wg.txt" ;;
 ab)
