@@ -3,7 +3,8 @@
 # the benchmarks of issues 5 and 6. Logs go to ${OUT:-/tmp/rtvla-gpu}. STEPS picks parts:
 # tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
 # few-row GEMM per expert shape with its phase trace, under each load path), wg (the same for
-# the wgmma GEMM), ab (VL encode and
+# the wgmma GEMM), wgchain (the wgmma path's chain trace, per shape and in the action
+# cycle), ab (VL encode and
 # action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test
 # (default: tests model).
 set -u
@@ -41,6 +42,8 @@ tests)
   # the wgmma few-row GEMMs (wgemm.cu, opt-in): every M <= 64 matmul and rms_mlp through them
   RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'
   RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'
+  # its K-split partials pulled after a cluster barrier instead of pushed (st.async)
+  RTV_WGMMA=1 RTV_WGMMA_PUSH=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 RTV_WGMMA_PUSH=0 /'
   # the comparison switches: RoPE per head for every row count, the flow head's last prefix
   # layer run whole
   RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'
@@ -89,6 +92,19 @@ wg)
       echo "== $v $sh"; env $v RTV_WGMMA_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" wgmma 2>&1 | grep -E "cublasLt|wgmma|trace|->"
     done
   done 2>&1 | tee "$O/wg.txt" ;;
+wgchain)
+  # the wgmma path in a chain: a guard run (a hang in the K-split exchange shows here in
+  # seconds), then the chain trace of bench_matmul's graphs and of the action cycle under each
+  # of WGC_VARIANTS (words, VAR=VAL joined by commas; DEFAULT=1 names the default settings)
+  RTV_WGMMA_TRACE=1 timeout 30 $C/bin/bench_matmul 3 o+res wgmma > "$O/wgchain_guard.txt" 2>&1
+  rc=$?; echo "== wgchain guard rc=$rc"; tail -2 "$O/wgchain_guard.txt"
+  if [ $rc -eq 0 ]; then
+  for v in ${WGC_VARIANTS:-DEFAULT=1 RTV_WGMMA_PF=0 RTV_WGMMA_PUSH=0}; do
+    for sh in qkv o+res gate_up+geglu down+res; do
+      echo "== $v $sh"; env ${v//,/ } RTV_WGMMA_TRACE=1 timeout 40 $C/bin/bench_matmul 9 "$sh" wgmma 2>&1 | grep -E "^(qkv|o\+res|gate|down)|->"
+    done
+    echo "== $v action cycle"; env ${v//,/ } RTV_WGMMA=1 RTV_WGMMA_TRACE=1 timeout 120 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 30 2>&1 | grep -E "^action_cycle|->|whole"
+  done 2>&1 | tee "$O/wgchain.txt"; fi ;;
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
   # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or

@@ -132,6 +132,22 @@ static __device__ __forceinline__ void wg_wait(uint64_t *b, unsigned parity)
                      : "memory");
     } while (!done);
 }
+/* wg_wait for a barrier completed by other CTAs: if their bytes never come (a byte count that
+ * does not match what the peers send), the launch fails after ~2^34 cycles (~9 s) instead of
+ * hanging the stream */
+static __device__ __forceinline__ void wg_wait_peers(uint64_t *b, unsigned parity)
+{
+    const long long t0 = clock64();
+    unsigned done = 0;
+    do {
+        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     " selp.u32 %0, 1, 0, p;\n}"
+                     : "=r"(done)
+                     : "r"(wg_saddr(b)), "r"(parity)
+                     : "memory");
+        if (!done && clock64() - t0 > (1ll << 34)) __trap();
+    } while (!done);
+}
 /* box at (column c0, row c1) of map m -> dst, completing on barrier b */
 static __device__ __forceinline__ void wg_tma(void *dst, const CUtensorMap *m, int c0, int c1,
                                               uint64_t *b)
@@ -437,7 +453,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
         o0 = wg_old(a, yr, r0 + 4 * (tid & 7));
         o1 = wg_old(a, yr, r1 + 4 * (tid & 7));
     }
-    if (push) wg_wait(&xbar, 0);        /* every peer's partial rows are here */
+    if (push) wg_wait_peers(&xbar, 0);  /* every peer's partial rows are here */
     else if (ks > 1) wg_cluster_sync(); /* every split's partial tile is staged */
     if (tid == 0) {
         WG_MARK(5);
