@@ -121,16 +121,20 @@ static __device__ __forceinline__ void wg_arrive(uint64_t *b)
 {
     asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(wg_saddr(b)) : "memory");
 }
+static __device__ __forceinline__ unsigned wg_try(uint64_t *b, unsigned parity)
+{
+    unsigned done;
+    asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}"
+                 : "=r"(done)
+                 : "r"(wg_saddr(b)), "r"(parity)
+                 : "memory");
+    return done;
+}
 static __device__ __forceinline__ void wg_wait(uint64_t *b, unsigned parity)
 {
-    unsigned done = 0;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done)
-                     : "r"(wg_saddr(b)), "r"(parity)
-                     : "memory");
-    } while (!done);
+    while (!wg_try(b, parity)) {
+    }
 }
 /* wg_wait for a barrier completed by other CTAs: if their bytes never come (a byte count that
  * does not match what the peers send), the launch fails after ~2^34 cycles (~9 s) instead of
@@ -138,15 +142,8 @@ static __device__ __forceinline__ void wg_wait(uint64_t *b, unsigned parity)
 static __device__ __forceinline__ void wg_wait_peers(uint64_t *b, unsigned parity)
 {
     const long long t0 = clock64();
-    unsigned done = 0;
-    do {
-        asm volatile("{\n .reg .pred p;\n mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                     " selp.u32 %0, 1, 0, p;\n}"
-                     : "=r"(done)
-                     : "r"(wg_saddr(b)), "r"(parity)
-                     : "memory");
-        if (!done && clock64() - t0 > (1ll << 34)) __trap();
-    } while (!done);
+    while (!wg_try(b, parity))
+        if (clock64() - t0 > (1ll << 34)) __trap();
 }
 /* box at (column c0, row c1) of map m -> dst, completing on barrier b */
 static __device__ __forceinline__ void wg_tma(void *dst, const CUtensorMap *m, int c0, int c1,
