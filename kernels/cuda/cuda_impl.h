@@ -146,6 +146,33 @@ static inline int rtv_cuda_trace_copy(rtv_stream *s, const long long *dev, int c
 
 static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
+/* A cudaLaunchKernelEx configuration on s's stream: a programmatic dependent launch when s->pdl
+ * (the kernel calls griddepcontrol.wait before reading its inputs), and cy > 1 CTAs along y as
+ * one thread-block cluster. attr: room for 2. */
+static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAttribute *attr,
+                                                     dim3 grid, dim3 block, size_t smem, int cy)
+{
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s->s;
+    cfg.attrs = attr;
+    if (s->pdl) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs++;
+    }
+    if (cy > 1) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attr[cfg.numAttrs].val.clusterDim.x = 1;
+        attr[cfg.numAttrs].val.clusterDim.y = cy;
+        attr[cfg.numAttrs].val.clusterDim.z = 1;
+        cfg.numAttrs++;
+    }
+    return cfg;
+}
+
 /* Launchers (one per op; same arguments as the rtv_backend entries). */
 int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
                     const void *bias, int M, int N, int K, int flags);

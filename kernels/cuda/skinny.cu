@@ -668,25 +668,11 @@ static int sk_run(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const
             return 0;
         }
     }
-    cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[2];
-    cfg.gridDim = dim3(tiles, ks);
-    cfg.blockDim = dim3(bn * 2 * kw); /* 16 rows per warp, kw warps per row block */
-    cfg.dynamicSmemBytes = sk_smem_bytes(nt, bn, Kc, ks, a.cluster, kw);
-    cfg.stream = s->s;
-    cfg.attrs = attr;
-    if (s->pdl) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs++;
-    }
-    if (a.cluster) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
-        attr[cfg.numAttrs].val.clusterDim.x = 1;
-        attr[cfg.numAttrs].val.clusterDim.y = ks;
-        attr[cfg.numAttrs].val.clusterDim.z = 1;
-        cfg.numAttrs++;
-    }
+    /* 16 rows per warp, kw warps per row block */
+    cudaLaunchConfig_t cfg =
+        rtv_cuda_launch_cfg(s, attr, dim3(tiles, ks), dim3(bn * 2 * kw),
+                            sk_smem_bytes(nt, bn, Kc, ks, a.cluster, kw), a.cluster ? ks : 1);
     cudaError_t e = cudaLaunchKernelEx(&cfg, sk_pick(nt, best_bi, kw), a);
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "skinny GEMM launch", __FILE__, __LINE__);
     return 0;

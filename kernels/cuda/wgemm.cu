@@ -650,25 +650,10 @@ static int wg_run(rtv_stream *s, int mode, void *y, int ldy, const void *x, int 
         s->wg_chain_info[slot].k = K;
         s->wg_chain_info[slot].ks = ks;
     }
-    cudaLaunchConfig_t cfg = {};
     cudaLaunchAttribute attr[2];
-    cfg.gridDim = dim3(tiles, ks);
-    cfg.blockDim = dim3(WG_THREADS);
-    cfg.dynamicSmemBytes = 1024 + (size_t)S * WG_STAGE + (push ? WG_RCV : 0);
-    cfg.stream = s->s;
-    cfg.attrs = attr;
-    if (s->pdl) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs++;
-    }
-    if (ks > 1) {
-        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
-        attr[cfg.numAttrs].val.clusterDim.x = 1;
-        attr[cfg.numAttrs].val.clusterDim.y = ks;
-        attr[cfg.numAttrs].val.clusterDim.z = 1;
-        cfg.numAttrs++;
-    }
+    cudaLaunchConfig_t cfg =
+        rtv_cuda_launch_cfg(s, attr, dim3(tiles, ks), dim3(WG_THREADS),
+                            1024 + (size_t)S * WG_STAGE + (push ? WG_RCV : 0), ks);
     cudaError_t e = cudaLaunchKernelEx(&cfg, wgemm_k, a);
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "wgmma GEMM launch", __FILE__, __LINE__);
     return 0;
