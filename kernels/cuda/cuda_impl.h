@@ -85,9 +85,9 @@ struct rtv_stream {
     void *wg_encode;
     long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */
     int wg_trace_ctas;
-    /* RTV_WGMMA_TRACE=1: per-CTA %globaltimer at start / dependency met / end of the last
-     * RTV_WG_RING launches, graph replays included (slot = launch number % ring, set at launch
-     * or capture), for rtv_cuda_wgemm_chain_report */
+    /* RTV_WGMMA_TRACE=1: per CTA 8 values (%globaltimer at 7 points and the SM, WG_CHAIN in
+     * wgemm.cu) of the last RTV_WG_RING launches, graph replays included (slot = launch number
+     * % ring, set at launch or capture), for rtv_cuda_wgemm_chain_report */
     unsigned long long *wg_chain;
     long wg_chain_n;
     struct { long seq; int ctas, mode, n, k, ks; } wg_chain_info[RTV_WG_RING];

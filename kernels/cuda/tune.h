@@ -21,11 +21,13 @@ void rtv_cuda_wgemm_tune(struct rtv_stream *s, int on);
  * partials exchanged, epilogue done) and %globaltimer at the start, 8 values per CTA. */
 int rtv_cuda_wgemm_trace(struct rtv_stream *s, long long *out, int max_ctas);
 /* With RTV_WGMMA_TRACE=1: how the last (up to 64) wgmma launches, graph replays included,
- * followed each other on the GPU: per pair of shapes (previous -> this), the median span of a
- * launch (first CTA start to last CTA end), the gap from the previous launch's last CTA end to
- * this one's first CTA start (negative: they overlapped), a CTA's mean wait at
- * griddepcontrol.wait and its mean life, in ns (%globaltimer), one line per pair on f (a
- * FILE *). Synchronizes the stream. Called at stream free too when the trace is on. */
+ * followed each other on the GPU, in ns (%globaltimer), one line per pair of shapes (previous
+ * -> this) on f (a FILE *), medians over the pair's launches: the span of a launch (first CTA
+ * start to last CTA end), the gap from the previous launch's last CTA end to this one's first
+ * CTA start (negative: they overlapped), the signal (previous last end to this one's first
+ * dependency met), and a CTA's mean phases: wait at griddepcontrol.wait, first chunk, MMAs,
+ * exchange, epilogue, to the end, life. Synchronizes the stream. Called at stream free too
+ * when the trace is on. */
 void rtv_cuda_wgemm_chain_report(struct rtv_stream *s, void *f);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */
