@@ -156,6 +156,10 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
         if (!rtv_cuda_attn_small(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
                                  head_dim, scale, limit_rows, limit_keys, &st))
             return st;
+        /* head_dim 128 / 256 over longer keys: one wgmma kernel (attn_wg.cu, sm_90a) */
+        if (!rtv_cuda_attn_wg(s, out, ldo, q, ldq, k0, v0, ld0, n0, n_q, n_heads, n_kv_heads,
+                              head_dim, scale, limit_rows, limit_keys, &st))
+            return st;
     }
     /* One segment: both GEMMs run over the padded key count (the contract lets us read those
      * rows; softmax gives them 0). With 563 keys (pi0's 512-row prefix + 51 suffix rows)

@@ -49,6 +49,15 @@ static __device__ __forceinline__ void rtv_ldsm_x4(uint32_t *r, const void *p)
                  : "r"(a));
 }
 
+/* 4 floats -> 4 bf16 at p (8 bytes, 8-byte aligned) */
+static __device__ __forceinline__ void rtv_put_bf16x4(bf16 *p, float a, float b, float c, float d)
+{
+    uint2 o;
+    o.x = rtv_pack_bf16x2(a, b);
+    o.y = rtv_pack_bf16x2(c, d);
+    *(uint2 *)p = o;
+}
+
 /* A row's max and sum over the quad of lanes that holds it in an MMA accumulator (lanes 4g..4g+3). */
 static __device__ __forceinline__ float rtv_quad_max(float v)
 {

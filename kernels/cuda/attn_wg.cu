@@ -1,0 +1,363 @@
+/* kernels/cuda/attn_wg.cu — attention for head_dim 128 / 256 over long keys on Hopper's
+ * asynchronous tensor cores (wgmma), one launch: the action expert's 50-51 rows x 8 heads over
+ * the prefix KV cache plus its own keys (pi0: 563 keys, one KV head), where the cuBLAS path
+ * runs three kernels (QK GEMM, softmax, PV GEMM: ~11.6 us per layer and step on the H100,
+ * none of which lets the next kernel start early). sm_90a only (the wgemm.cu archive);
+ * elsewhere, and with RTV_WG_ATTN=0, the cuBLAS path runs.
+ *
+ * Why this is not the flash-decoding kernels that lost three times (kernels/README): those
+ * were mma.sync chains of L2 round trips at one or two warps per scheduler. Here a CTA's
+ * operands arrive by three TMA copies (Q, K chunk, V chunk) and its whole S = Q K^T is 16
+ * wgmma instructions, P.V 10: the CTA is a handful of asynchronous operations, not a chain.
+ *
+ * Grid (heads x row blocks of 64 query rows, key splits); the splits of a (head, row block)
+ * form a thread-block cluster. One warpgroup per CTA; thread 0 issues the copies. A split
+ * walks its keys in chunks of WA_KB (one chunk for pi0's 563 keys over 8 splits):
+ *   S = Q K^T (wgmma m64n80k16, both operands from shared memory, K-major);
+ *   limit rule and key range masked to -inf, scaled, online softmax in registers (a row's
+ *   max and sum over its quad of lanes), P rounded to bf16 in the accumulators' layout, which
+ *   is wgmma's register A-fragment layout;
+ *   O += P V (wgmma m64n128k16, P from registers, V from shared memory N-major).
+ * The splits then combine over DSMEM: each publishes its row maxima, scales its O to the
+ * cluster's maximum and stages it in shared memory with its scaled row sums; the CTA that owns
+ * a row (row % splits == rank) sums the splits' O rows in split order (deterministic) and
+ * divides by the summed row sums.
+ * Numerics against the cuBLAS path: the same fp32 logits and bf16 P.V operands, but P is
+ * rounded before normalization (as flash attention does), not after. */
+#include <math.h>
+#include <string.h>
+
+#include <cuda.h>
+
+#include "cuda_impl.h"
+#include "mma.cuh"
+#include "tmap.h"
+#include "wgmma.cuh"
+
+#define WA_KB 80        /* keys per chunk: the S wgmma's N */
+#define WA_MAXSPLIT 8   /* key splits (a portable cluster) */
+#define WA_THREADS 128  /* one warpgroup */
+#define WA_QBOX 8192    /* bytes of a Q box: 64 rows x 64 head_dim */
+#define WA_KVBOX (WA_KB * 128) /* bytes of a K or V box: WA_KB rows x 64 head_dim */
+
+struct wa_args {
+    CUtensorMap tq, tk, tv; /* q: box 64 x 64 rows; k, v: box 64 x WA_KB rows */
+    bf16 *out;
+    int ldo, n_q, n_k, heads, group, per, limit_rows, limit_keys;
+    float scale2; /* scale * log2(e): logits in base 2 */
+};
+
+/* shared memory: Q boxes, K boxes, V boxes (the staged O after the loop reuses K and V), row
+ * maxima and scaled sums, three barriers; + 1024 for the swizzle's alignment */
+static size_t wa_smem(int hb) { return 1024 + (size_t)hb * (WA_QBOX + 2 * WA_KVBOX) + 512 + 64; }
+
+
+#ifdef WG_KERNEL
+/* wgmma shared-memory descriptor of an N-major operand with the 128-byte swizzle: 64-wide
+ * column blocks `block` bytes apart, 8-row groups 1024 bytes apart */
+static __device__ __forceinline__ uint64_t wa_desc_n(const void *p, unsigned block)
+{
+    return (uint64_t)((wg_saddr(p) & 0x3FFFF) >> 4) | ((uint64_t)(block >> 4) << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+/* s[64 x 80] (+)= Q[64 x 16] . K[80 x 16]^T, both from shared memory (K-major); acc = 0:
+ * s = Q . K^T */
+static __device__ __forceinline__ void wa_mma_s(float *s, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, "
+        "%40, %41, p, 1, 1, 0, 0;\n}"
+        : "+f"(s[0]), "+f"(s[1]), "+f"(s[2]), "+f"(s[3]), "+f"(s[4]), "+f"(s[5]), "+f"(s[6]),
+          "+f"(s[7]), "+f"(s[8]), "+f"(s[9]), "+f"(s[10]), "+f"(s[11]), "+f"(s[12]), "+f"(s[13]),
+          "+f"(s[14]), "+f"(s[15]), "+f"(s[16]), "+f"(s[17]), "+f"(s[18]), "+f"(s[19]),
+          "+f"(s[20]), "+f"(s[21]), "+f"(s[22]), "+f"(s[23]), "+f"(s[24]), "+f"(s[25]),
+          "+f"(s[26]), "+f"(s[27]), "+f"(s[28]), "+f"(s[29]), "+f"(s[30]), "+f"(s[31]),
+          "+f"(s[32]), "+f"(s[33]), "+f"(s[34]), "+f"(s[35]), "+f"(s[36]), "+f"(s[37]),
+          "+f"(s[38]), "+f"(s[39])
+        : "l"(da), "l"(db), "r"(acc));
+}
+/* o[64 x 128] (+)= P[64 x 16] . V[16 x 128]: P from registers (the S accumulators' layout,
+ * rounded to bf16 pairs), V from shared memory N-major (key rows of head_dim columns) */
+static __device__ __forceinline__ void wa_mma_pv(float *o, const uint32_t *pa, uint64_t db,
+                                                 int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}"
+        : "+f"(o[0]), "+f"(o[1]), "+f"(o[2]), "+f"(o[3]), "+f"(o[4]), "+f"(o[5]), "+f"(o[6]),
+          "+f"(o[7]), "+f"(o[8]), "+f"(o[9]), "+f"(o[10]), "+f"(o[11]), "+f"(o[12]), "+f"(o[13]),
+          "+f"(o[14]), "+f"(o[15]), "+f"(o[16]), "+f"(o[17]), "+f"(o[18]), "+f"(o[19]),
+          "+f"(o[20]), "+f"(o[21]), "+f"(o[22]), "+f"(o[23]), "+f"(o[24]), "+f"(o[25]),
+          "+f"(o[26]), "+f"(o[27]), "+f"(o[28]), "+f"(o[29]), "+f"(o[30]), "+f"(o[31]),
+          "+f"(o[32]), "+f"(o[33]), "+f"(o[34]), "+f"(o[35]), "+f"(o[36]), "+f"(o[37]),
+          "+f"(o[38]), "+f"(o[39]), "+f"(o[40]), "+f"(o[41]), "+f"(o[42]), "+f"(o[43]),
+          "+f"(o[44]), "+f"(o[45]), "+f"(o[46]), "+f"(o[47]), "+f"(o[48]), "+f"(o[49]),
+          "+f"(o[50]), "+f"(o[51]), "+f"(o[52]), "+f"(o[53]), "+f"(o[54]), "+f"(o[55]),
+          "+f"(o[56]), "+f"(o[57]), "+f"(o[58]), "+f"(o[59]), "+f"(o[60]), "+f"(o[61]),
+          "+f"(o[62]), "+f"(o[63])
+        : "r"(pa[0]), "r"(pa[1]), "r"(pa[2]), "r"(pa[3]), "l"(db), "r"(acc));
+}
+/* the splits' barrier: the cluster's, or the CTA's when there is one split */
+static __device__ __forceinline__ void wa_sync(int nsplit)
+{
+    if (nsplit > 1)
+        wg_cluster_sync();
+    else
+        __syncthreads();
+}
+static __device__ __forceinline__ float wa_ld(const float *p, int rank, int nsplit)
+{
+    return nsplit > 1 ? wg_ld_peer(p, rank) : *p;
+}
+static __device__ __forceinline__ float4 wa_ld4(const float *p, int rank, int nsplit)
+{
+    return nsplit > 1 ? wg_ld_peer4(p, rank) : *(const float4 *)p;
+}
+#endif
+
+/* HB: head_dim / 64 (2 or 4) */
+template <int HB>
+static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_constant__ wa_args a)
+{
+#ifdef WG_KERNEL
+    constexpr int HD = 64 * HB, OS = HD + 8; /* OS: fp32 row stride of the staged O */
+    extern __shared__ __align__(1024) unsigned char wa_raw[];
+    unsigned char *sh = wa_raw + ((1024 - (wg_saddr(wa_raw) & 1023)) & 1023);
+    unsigned char *qs = sh, *ks = qs + HB * WA_QBOX, *vs = ks + HB * WA_KVBOX;
+    float *st_m = (float *)(vs + HB * WA_KVBOX), *st_l = st_m + 64;
+    uint64_t *bar = (uint64_t *)(st_l + 64); /* Q, K chunk, V chunk */
+    float *os = (float *)ks;                 /* [64][OS] after the loop (reuses K and V) */
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
+    const int h = blockIdx.x % a.heads, rb = blockIdx.x / a.heads;
+    const int rank = blockIdx.y, nsplit = gridDim.y;
+    const int kcol = (h / a.group) * HD; /* the kv head's columns */
+    const int k0 = rank * a.per, k1 = min(a.n_k, k0 + a.per);
+    const int nc = k1 > k0 ? (k1 - k0 + WA_KB - 1) / WA_KB : 0;
+    rtv_griddep_launch(); /* the next kernel may place its CTAs and stream its weights */
+    if (tid == 0) {
+        for (int i = 0; i < 3; i++) wg_bar_init(&bar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        rtv_griddep_wait(); /* q, k and v are earlier kernels' output */
+        wg_expect(&bar[0], HB * WA_QBOX);
+        for (int b = 0; b < HB; b++)
+            wg_tma(qs + b * WA_QBOX, &a.tq, h * HD + 64 * b, rb * 64, &bar[0]);
+        if (nc > 0) {
+            wg_expect(&bar[1], HB * WA_KVBOX);
+            for (int b = 0; b < HB; b++)
+                wg_tma(ks + b * WA_KVBOX, &a.tk, kcol + 64 * b, k0, &bar[1]);
+            wg_expect(&bar[2], HB * WA_KVBOX);
+            for (int b = 0; b < HB; b++)
+                wg_tma(vs + b * WA_KVBOX, &a.tv, kcol + 64 * b, k0, &bar[2]);
+        }
+    }
+    __syncthreads(); /* the barriers are initialized */
+
+    /* this thread's rows of the accumulators: r0 and r0 + 8 (tokens t0, t1), and where their
+     * keys end (the split's end, or the limit rule's) */
+    const int r0 = 16 * warp + g, r1 = r0 + 8, t0 = rb * 64 + r0, t1 = t0 + 8;
+    const int e0 = min(k1, t0 < a.limit_rows ? a.limit_keys : a.n_k);
+    const int e1 = min(k1, t1 < a.limit_rows ? a.limit_keys : a.n_k);
+    float o[HB * 32];
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    if (nc == 0)
+#pragma unroll
+        for (int i = 0; i < HB * 32; i++) o[i] = 0.f;
+    else
+        wg_wait(&bar[0], 0);
+    for (int c = 0; c < nc; c++) {
+        const int kb = k0 + c * WA_KB;
+        float s[40];
+        wg_wait(&bar[1], c & 1);
+        wg_fence();
+#pragma unroll
+        for (int b = 0; b < HB; b++) {
+            const uint64_t dq = wg_desc(qs + b * WA_QBOX), dk = wg_desc(ks + b * WA_KVBOX);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wa_mma_s(s, dq + 2 * kk, dk + 2 * kk, b > 0 || kk > 0);
+        }
+        wg_commit();
+        wg_wait_group<0>();
+        __syncthreads(); /* every warp's S is done with the K chunk: the next may come in */
+        if (tid == 0 && c + 1 < nc) {
+            wg_expect(&bar[1], HB * WA_KVBOX);
+            for (int b = 0; b < HB; b++)
+                wg_tma(ks + b * WA_KVBOX, &a.tk, kcol + 64 * b, kb + WA_KB, &bar[1]);
+        }
+        /* mask, scale, online softmax; column 8 j + 2 q4 + e of the chunk is key kb + that */
+        float x0 = -INFINITY, x1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 10; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * j + 2 * q4 + e;
+                s[4 * j + e] = key < e0 ? s[4 * j + e] * a.scale2 : -INFINITY;
+                s[4 * j + 2 + e] = key < e1 ? s[4 * j + 2 + e] * a.scale2 : -INFINITY;
+                x0 = fmaxf(x0, s[4 * j + e]);
+                x1 = fmaxf(x1, s[4 * j + 2 + e]);
+            }
+        x0 = fmaxf(m0, rtv_quad_max(x0));
+        x1 = fmaxf(m1, rtv_quad_max(x1));
+        const float b0 = x0 == -INFINITY ? 0.f : x0, b1 = x1 == -INFINITY ? 0.f : x1;
+        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1); /* 0 while a row had no key */
+        m0 = x0;
+        m1 = x1;
+        /* P as wgmma A fragments: k step t takes pa[4 t .. 4 t + 3] (columns 16 t ..) */
+        uint32_t pa[20];
+        float p0 = 0.f, p1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 10; j++) {
+            const float u0 = exp2f(s[4 * j] - b0), u1 = exp2f(s[4 * j + 1] - b0);
+            const float u2 = exp2f(s[4 * j + 2] - b1), u3 = exp2f(s[4 * j + 3] - b1);
+            p0 += u0 + u1;
+            p1 += u2 + u3;
+            pa[2 * j] = rtv_pack_bf16x2(u0, u1);
+            pa[2 * j + 1] = rtv_pack_bf16x2(u2, u3);
+        }
+        l0 = l0 * c0 + p0;
+        l1 = l1 * c1 + p1;
+        if (c > 0)
+#pragma unroll
+            for (int i = 0; i < HB * 16; i++) {
+                o[4 * i] *= c0;
+                o[4 * i + 1] *= c0;
+                o[4 * i + 2] *= c1;
+                o[4 * i + 3] *= c1;
+            }
+        wg_wait(&bar[2], c & 1);
+        wg_fence();
+#pragma unroll
+        for (int t = 0; t < WA_KB / 16; t++)
+#pragma unroll
+            for (int hh = 0; hh < HB / 2; hh++)
+                wa_mma_pv(o + 64 * hh, pa + 4 * t,
+                          wa_desc_n(vs + 2 * hh * WA_KVBOX + t * 2048, WA_KVBOX), c > 0 || t > 0);
+        wg_commit();
+        wg_wait_group<0>();
+        __syncthreads(); /* every warp's P.V is done with the V chunk */
+        if (tid == 0 && c + 1 < nc) {
+            wg_expect(&bar[2], HB * WA_KVBOX);
+            for (int b = 0; b < HB; b++)
+                wg_tma(vs + b * WA_KVBOX, &a.tv, kcol + 64 * b, kb + WA_KB, &bar[2]);
+        }
+    }
+
+    /* combine the splits: row maxima out, O scaled to the cluster's maximum and staged */
+    l0 = rtv_quad_sum(l0);
+    l1 = rtv_quad_sum(l1);
+    if (q4 == 0) {
+        st_m[r0] = m0;
+        st_m[r1] = m1;
+    }
+    wa_sync(nsplit);
+    float M0 = -INFINITY, M1 = -INFINITY;
+    for (int p = 0; p < nsplit; p++) {
+        M0 = fmaxf(M0, wa_ld(st_m + r0, p, nsplit));
+        M1 = fmaxf(M1, wa_ld(st_m + r1, p, nsplit));
+    }
+    const float f0 = m0 == -INFINITY ? 0.f : exp2f(m0 - M0);
+    const float f1 = m1 == -INFINITY ? 0.f : exp2f(m1 - M1);
+#pragma unroll
+    for (int hh = 0; hh < HB / 2; hh++)
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const float *d = o + 64 * hh + 4 * j;
+            const int col = 128 * hh + 8 * j + 2 * q4;
+            *(float2 *)(os + r0 * OS + col) = make_float2(d[0] * f0, d[1] * f0);
+            *(float2 *)(os + r1 * OS + col) = make_float2(d[2] * f1, d[3] * f1);
+        }
+    if (q4 == 0) {
+        st_l[r0] = l0 * f0;
+        st_l[r1] = l1 * f1;
+    }
+    wa_sync(nsplit);
+    /* the rows this CTA owns: the splits' O rows summed in split order, over the summed sums */
+    constexpr int CPR = HD / 4, RPP = WA_THREADS / CPR; /* float4 columns per row, rows per pass */
+    const int c4 = tid % CPR;
+    for (int r = rank + nsplit * (tid / CPR); r < 64; r += nsplit * RPP) {
+        const int tok = rb * 64 + r;
+        if (tok >= a.n_q) break;
+        float L = 0.f;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int p = 0; p < nsplit; p++) {
+            L += wa_ld(st_l + r, p, nsplit);
+            const float4 u = wa_ld4(os + r * OS + 4 * c4, p, nsplit);
+            v.x += u.x;
+            v.y += u.y;
+            v.z += u.z;
+            v.w += u.w;
+        }
+        const float inv = L > 0.f ? 1.f / L : 0.f;
+        rtv_put_bf16x4(a.out + (size_t)tok * a.ldo + h * HD + 4 * c4, v.x * inv, v.y * inv,
+                       v.z * inv, v.w * inv);
+    }
+    wa_sync(nsplit); /* the peers are done reading our staged rows before we leave */
+#endif
+}
+
+int rtv_cuda_attn_wg_init(rtv_stream *s)
+{
+    /* RTV_WG_ATTN: 0 off, 1 for few query rows (n_q <= 64: the action expert), 2 for any */
+    const char *e = getenv("RTV_WG_ATTN");
+    s->wa_use = e && (e[0] == '1' || e[0] == '2') && !e[1] ? e[0] - '0' : 0;
+    if (!s->wg_encode) s->wa_use = 0; /* wgemm_init found no sm_90a image or tensor maps */
+    if (!s->wa_use) return RTV_OK;
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, attn_wg_k<4>) != cudaSuccess) {
+        cudaGetLastError();
+        s->wa_use = 0;
+        return RTV_OK;
+    }
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)wa_smem(2)));
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)wa_smem(4)));
+    return RTV_OK;
+}
+
+int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
+                     const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
+                     int head_dim, float scale, int limit_rows, int limit_keys, int *st)
+{
+    *st = RTV_OK;
+    const int rblocks = (n_q + 63) / 64;
+    if (!s->wa_use || (s->wa_use == 1 && n_q > 64) || (head_dim != 128 && head_dim != 256) ||
+        n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 || ldo % 4 ||
+        (size_t)rblocks * n_heads > 65535 ||
+        ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 8)
+        return 1;
+    /* key splits: at most 8 (one cluster) and no more CTAs than SMs (a green context's share
+     * holds whole clusters), each a multiple of 8 keys, none empty */
+    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    int sp = (n_k + WA_KB - 1) / WA_KB, fit = sms / (rblocks * n_heads);
+    sp = sp > WA_MAXSPLIT ? WA_MAXSPLIT : sp;
+    sp = sp > fit ? (fit < 1 ? 1 : fit) : sp;
+    const int per = (((n_k + sp - 1) / sp) + 7) & ~7;
+    sp = (n_k + per - 1) / per;
+    wa_args a;
+    memset(&a, 0, sizeof(a));
+    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tq, q, n_q, n_heads * head_dim, ldq, 64) ||
+        rtv_cuda_tmap_bf16(s->wg_encode, &a.tk, k, n_k, n_kv_heads * head_dim, ldkv, WA_KB) ||
+        rtv_cuda_tmap_bf16(s->wg_encode, &a.tv, v, n_k, n_kv_heads * head_dim, ldkv, WA_KB))
+        return 1;
+    a.out = (bf16 *)out;
+    a.ldo = ldo; a.n_q = n_q; a.n_k = n_k; a.heads = n_heads; a.group = n_heads / n_kv_heads;
+    a.per = per; a.limit_rows = limit_rows; a.limit_keys = limit_keys;
+    a.scale2 = scale * 1.4426950408889634f;
+    const int hb = head_dim / 64;
+    cudaLaunchAttribute attr[2];
+    cudaLaunchConfig_t cfg = rtv_cuda_launch_cfg(s, attr, dim3(n_heads * rblocks, sp),
+                                                 dim3(WA_THREADS), wa_smem(hb), sp);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, hb == 4 ? attn_wg_k<4> : attn_wg_k<2>, a);
+    if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (wgmma) launch", __FILE__, __LINE__);
+    return 0;
+}
