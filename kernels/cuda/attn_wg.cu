@@ -169,11 +169,10 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
     const int e1 = min(k1, t1 < a.limit_rows ? a.limit_keys : a.n_k);
     float o[HB * 32];
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    if (nc == 0)
+    if (nc == 0) /* (the host gives every split keys) */
 #pragma unroll
         for (int i = 0; i < HB * 32; i++) o[i] = 0.f;
-    else
-        wg_wait(&bar[0], 0);
+    wg_wait(&bar[0], 0); /* also before leaving: no copy may land after we exit */
     for (int c = 0; c < nc; c++) {
         const int kb = k0 + c * WA_KB;
         float s[40];
