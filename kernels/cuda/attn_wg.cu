@@ -37,6 +37,7 @@
 #define WA_KB 80        /* keys per chunk: the S wgmma's N */
 #define WA_MAXSPLIT 8   /* key splits (a portable cluster) */
 #define WA_THREADS 128  /* one warpgroup */
+#define WA_ITEMS 4      /* combine items per thread whose remote loads go out together */
 #define WA_QBOX 8192    /* bytes of a Q box: 64 rows x 64 head_dim */
 #define WA_KVBOX (WA_KB * 128) /* bytes of a K or V box: WA_KB rows x 64 head_dim */
 
@@ -258,11 +259,22 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         st_m[r1] = m1;
     }
     wa_sync(nsplit);
+    /* every split's maximum of rows r0 and r1, the loads issued together (a remote load is a
+     * round trip of several hundred cycles; one after another they cost more than the MMAs) */
+    float pm0[WA_MAXSPLIT], pm1[WA_MAXSPLIT];
+#pragma unroll
+    for (int p = 0; p < WA_MAXSPLIT; p++)
+        if (p < nsplit) {
+            pm0[p] = wa_ld(st_m + r0, p, nsplit);
+            pm1[p] = wa_ld(st_m + r1, p, nsplit);
+        }
     float M0 = -INFINITY, M1 = -INFINITY;
-    for (int p = 0; p < nsplit; p++) {
-        M0 = fmaxf(M0, wa_ld(st_m + r0, p, nsplit));
-        M1 = fmaxf(M1, wa_ld(st_m + r1, p, nsplit));
-    }
+#pragma unroll
+    for (int p = 0; p < WA_MAXSPLIT; p++)
+        if (p < nsplit) {
+            M0 = fmaxf(M0, pm0[p]);
+            M1 = fmaxf(M1, pm1[p]);
+        }
     const float f0 = m0 == -INFINITY ? 0.f : exp2f(m0 - M0);
     const float f1 = m1 == -INFINITY ? 0.f : exp2f(m1 - M1);
 #pragma unroll
@@ -279,25 +291,46 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         st_l[r1] = l1 * f1;
     }
     wa_sync(nsplit);
-    /* the rows this CTA owns: the splits' O rows summed in split order, over the summed sums */
-    constexpr int CPR = HD / 4, RPP = WA_THREADS / CPR; /* float4 columns per row, rows per pass */
-    const int c4 = tid % CPR;
-    for (int r = rank + nsplit * (tid / CPR); r < 64; r += nsplit * RPP) {
-        const int tok = rb * 64 + r;
-        if (tok >= a.n_q) break;
-        float L = 0.f;
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int p = 0; p < nsplit; p++) {
-            L += wa_ld(st_l + r, p, nsplit);
-            const float4 u = wa_ld4(os + r * OS + 4 * c4, p, nsplit);
-            v.x += u.x;
-            v.y += u.y;
-            v.z += u.z;
-            v.w += u.w;
+    /* the rows this CTA owns (rank, rank + nsplit, ... below 64 and n_q): each item, one row's
+     * 4 columns, sums the splits' staged values in split order over the summed row sums; a
+     * thread takes WA_ITEMS items at a time and issues all their remote loads first */
+    constexpr int CPR = HD / 4; /* float4 columns per row */
+    int owned = (64 - rank + nsplit - 1) / nsplit;
+    const int valid = a.n_q - rb * 64; /* rows of this block that are tokens */
+    while (owned > 0 && rank + (owned - 1) * nsplit >= valid) owned--;
+    for (int i0 = tid; i0 < owned * CPR; i0 += WA_THREADS * WA_ITEMS) {
+        float4 u[WA_ITEMS][WA_MAXSPLIT];
+        float lv[WA_ITEMS][WA_MAXSPLIT];
+#pragma unroll
+        for (int it = 0; it < WA_ITEMS; it++) {
+            const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
+            if (i < owned * CPR)
+#pragma unroll
+                for (int p = 0; p < WA_MAXSPLIT; p++)
+                    if (p < nsplit) {
+                        u[it][p] = wa_ld4(os + r * OS + 4 * (i % CPR), p, nsplit);
+                        lv[it][p] = wa_ld(st_l + r, p, nsplit);
+                    }
         }
-        const float inv = L > 0.f ? 1.f / L : 0.f;
-        rtv_put_bf16x4(a.out + (size_t)tok * a.ldo + h * HD + 4 * c4, v.x * inv, v.y * inv,
-                       v.z * inv, v.w * inv);
+#pragma unroll
+        for (int it = 0; it < WA_ITEMS; it++) {
+            const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
+            if (i >= owned * CPR) break;
+            float L = 0.f;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int p = 0; p < WA_MAXSPLIT; p++)
+                if (p < nsplit) {
+                    L += lv[it][p];
+                    v.x += u[it][p].x;
+                    v.y += u[it][p].y;
+                    v.z += u[it][p].z;
+                    v.w += u[it][p].w;
+                }
+            const float inv = L > 0.f ? 1.f / L : 0.f;
+            rtv_put_bf16x4(a.out + (size_t)(rb * 64 + r) * a.ldo + h * HD + 4 * (i % CPR),
+                           v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+        }
     }
     wa_sync(nsplit); /* the peers are done reading our staged rows before we leave */
 #endif
