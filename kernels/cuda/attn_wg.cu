@@ -25,6 +25,8 @@
  * Numerics against the cuBLAS path: the same fp32 logits and bf16 P.V operands, but P is
  * rounded before normalization (as flash attention does), not after. */
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <cuda.h>
@@ -46,7 +48,20 @@ struct wa_args {
     bf16 *out;
     int ldo, n_q, n_k, heads, group, per, limit_rows, limit_keys;
     float scale2; /* scale * log2(e): logits in base 2 */
+    long long *trace; /* non-NULL: per CTA WA_MARKS clock64 values (RTV_WG_ATTN_TRACE=1) */
 };
+
+/* phase marks of the trace (thread 0 of each CTA; chunk 0's for the loop's inner marks) */
+#define WA_MARKS 12
+static const char *const wa_mark_names[WA_MARKS] = {
+    "start", "dep wait", "Q+K in", "S", "softmax", "V in", "P.V", "loop end", "max sync",
+    "stage sync", "combine", "end"
+};
+#define WA_MARK(i)                                                                          \
+    do {                                                                                    \
+        if (a.trace && tid == 0)                                                            \
+            a.trace[(size_t)(blockIdx.y * gridDim.x + blockIdx.x) * WA_MARKS + (i)] = clock64(); \
+    } while (0)
 
 /* shared memory: Q boxes, K boxes, V boxes (the staged O after the loop reuses K and V), row
  * maxima and scaled sums, three barriers; + 1024 for the swizzle's alignment */
@@ -144,11 +159,13 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
     const int kcol = (h / a.group) * HD; /* the kv head's columns */
     const int k0 = rank * a.per, k1 = min(a.n_k, k0 + a.per);
     const int nc = k1 > k0 ? (k1 - k0 + WA_KB - 1) / WA_KB : 0;
+    WA_MARK(0);
     rtv_griddep_launch(); /* the next kernel may place its CTAs and stream its weights */
     if (tid == 0) {
         for (int i = 0; i < 3; i++) wg_bar_init(&bar[i], 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         rtv_griddep_wait(); /* q, k and v are earlier kernels' output */
+        WA_MARK(1);
         wg_expect(&bar[0], HB * WA_QBOX);
         for (int b = 0; b < HB; b++)
             wg_tma(qs + b * WA_QBOX, &a.tq, h * HD + 64 * b, rb * 64, &bar[0]);
@@ -178,6 +195,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         const int kb = k0 + c * WA_KB;
         float s[40];
         wg_wait(&bar[1], c & 1);
+        if (c == 0) WA_MARK(2);
         wg_fence();
 #pragma unroll
         for (int b = 0; b < HB; b++) {
@@ -187,6 +205,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         }
         wg_commit();
         wg_wait_group<0>();
+        if (c == 0) WA_MARK(3);
         __syncthreads(); /* every warp's S is done with the K chunk: the next may come in */
         if (tid == 0 && c + 1 < nc) {
             wg_expect(&bar[1], HB * WA_KVBOX);
@@ -233,7 +252,9 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
                 o[4 * i + 2] *= c1;
                 o[4 * i + 3] *= c1;
             }
+        if (c == 0) WA_MARK(4);
         wg_wait(&bar[2], c & 1);
+        if (c == 0) WA_MARK(5);
         wg_fence();
 #pragma unroll
         for (int t = 0; t < WA_KB / 16; t++)
@@ -243,6 +264,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
                           wa_desc_n(vs + 2 * hh * WA_KVBOX + t * 2048, WA_KVBOX), c > 0 || t > 0);
         wg_commit();
         wg_wait_group<0>();
+        if (c == 0) WA_MARK(6);
         __syncthreads(); /* every warp's P.V is done with the V chunk */
         if (tid == 0 && c + 1 < nc) {
             wg_expect(&bar[2], HB * WA_KVBOX);
@@ -251,6 +273,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         }
     }
 
+    WA_MARK(7);
     /* combine the splits: row maxima out, O scaled to the cluster's maximum and staged */
     l0 = rtv_quad_sum(l0);
     l1 = rtv_quad_sum(l1);
@@ -259,6 +282,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         st_m[r1] = m1;
     }
     wa_sync(nsplit);
+    WA_MARK(8);
     /* every split's maximum of rows r0 and r1, the loads issued together (a remote load is a
      * round trip of several hundred cycles; one after another they cost more than the MMAs) */
     float pm0[WA_MAXSPLIT], pm1[WA_MAXSPLIT];
@@ -291,6 +315,7 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         st_l[r1] = l1 * f1;
     }
     wa_sync(nsplit);
+    WA_MARK(9);
     /* the rows this CTA owns (rank, rank + nsplit, ... below 64 and n_q): each item, one row's
      * 4 columns, sums the splits' staged values in split order over the summed row sums; a
      * thread takes WA_ITEMS items at a time and issues all their remote loads first */
@@ -332,7 +357,9 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
                            v.x * inv, v.y * inv, v.z * inv, v.w * inv);
         }
     }
+    WA_MARK(10);
     wa_sync(nsplit); /* the peers are done reading our staged rows before we leave */
+    WA_MARK(11);
 #endif
 }
 
@@ -348,6 +375,10 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
         cudaGetLastError();
         s->wa_use = 0;
         return RTV_OK;
+    }
+    if (rtv_cuda_env_switch("RTV_WG_ATTN_TRACE", 0)) {
+        CU_TRY(cudaMalloc((void **)&s->wa_trace, (size_t)1024 * WA_MARKS * sizeof(long long)));
+        CU_TRY(cudaMemset(s->wa_trace, 0, (size_t)1024 * WA_MARKS * sizeof(long long)));
     }
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(2)));
@@ -385,6 +416,11 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
     a.ldo = ldo; a.n_q = n_q; a.n_k = n_k; a.heads = n_heads; a.group = n_heads / n_kv_heads;
     a.per = per; a.limit_rows = limit_rows; a.limit_keys = limit_keys;
     a.scale2 = scale * 1.4426950408889634f;
+    const int ctas = n_heads * rblocks * sp;
+    if (s->wa_trace && ctas <= 1024) { /* eager and captured launches: the last one's marks */
+        a.trace = s->wa_trace;
+        s->wa_trace_ctas = ctas;
+    }
     const int hb = head_dim / 64;
     cudaLaunchAttribute attr[2];
     cudaLaunchConfig_t cfg = rtv_cuda_launch_cfg(s, attr, dim3(n_heads * rblocks, sp),
@@ -392,4 +428,32 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
     cudaError_t e = cudaLaunchKernelEx(&cfg, hb == 4 ? attn_wg_k<4> : attn_wg_k<2>, a);
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (wgmma) launch", __FILE__, __LINE__);
     return 0;
+}
+
+/* RTV_WG_ATTN_TRACE=1: the last launch's phase times, mean over its CTAs, at stream free */
+void rtv_cuda_attn_wg_report(rtv_stream *s, void *fp)
+{
+    FILE *f = (FILE *)fp;
+    const int n = s->wa_trace_ctas;
+    if (!s->wa_trace || n < 1) return;
+    long long *h = (long long *)malloc((size_t)n * WA_MARKS * sizeof(long long));
+    if (!h) return;
+    if (cudaStreamSynchronize(s->s) == cudaSuccess &&
+        cudaMemcpy(h, s->wa_trace, (size_t)n * WA_MARKS * sizeof(long long),
+                   cudaMemcpyDeviceToHost) == cudaSuccess) {
+        fprintf(f, "wgmma attention, last launch, %d CTAs: kcycles from the previous mark, mean "
+                   "(max) over CTAs\n", n);
+        for (int m = 1; m < WA_MARKS; m++) {
+            double sum = 0, mx = 0;
+            for (int c = 0; c < n; c++) {
+                const double d = (double)(h[(size_t)c * WA_MARKS + m] -
+                                          h[(size_t)c * WA_MARKS + m - 1]) / 1000.0;
+                sum += d;
+                mx = d > mx ? d : mx;
+            }
+            fprintf(f, "  %-10s %7.2f (%.2f)\n", wa_mark_names[m], sum / n, mx);
+        }
+    }
+    cudaGetLastError();
+    free(h);
 }

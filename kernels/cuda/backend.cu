@@ -64,6 +64,7 @@ static void cuda_stream_free(rtv_stream *s)
 {
     if (!s) return;
     if (s->wg_chain) rtv_cuda_wgemm_chain_report(s, stderr); /* RTV_WGMMA_TRACE=1 */
+    if (s->wa_trace) rtv_cuda_attn_wg_report(s, stderr); /* RTV_WG_ATTN_TRACE=1 */
     rtv_cuda_plans_free(s);
     if (s->blas) cublasDestroy(s->blas);
     if (s->lt) cublasLtDestroy(s->lt);
@@ -74,6 +75,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->sk_trace);
     cudaFree(s->wg_trace);
     cudaFree(s->wg_chain);
+    cudaFree(s->wa_trace);
     cudaFree(s->mlp_sync);
     cudaFree(s->mlp_trace);
     cudaFreeHost(s->staging);
