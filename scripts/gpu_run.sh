@@ -44,9 +44,11 @@ tests)
   RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'
   # its K-split partials pulled after a cluster barrier instead of pushed (st.async)
   RTV_WGMMA=1 RTV_WGMMA_PUSH=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 RTV_WGMMA_PUSH=0 /'
-  # the wgmma attention (attn_wg.cu, opt-in): every head_dim 128/256 attention through it
+  # the wgmma attention (attn_wg.cu; on by default for n_q <= 64 on sm_90): every head_dim
+  # 128/256 attention through it, and none (the cuBLAS path)
   RTV_WG_ATTN=2 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 /'
-  RTV_WG_ATTN=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=1 /'
+  RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
+  RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
   # the comparison switches: RoPE per head for every row count, the flow head's last prefix
   # layer run whole
   RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'

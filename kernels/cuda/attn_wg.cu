@@ -2,8 +2,8 @@
  * asynchronous tensor cores (wgmma), one launch: the action expert's 50-51 rows x 8 heads over
  * the prefix KV cache plus its own keys (pi0: 563 keys, one KV head), where the cuBLAS path
  * runs three kernels (QK GEMM, softmax, PV GEMM: ~11.6 us per layer and step on the H100,
- * none of which lets the next kernel start early). sm_90a only (the wgemm.cu archive);
- * elsewhere, and with RTV_WG_ATTN=0, the cuBLAS path runs.
+ * none of which lets the next kernel start early). sm_90a only (the wgemm.cu archive), on by
+ * default there for n_q <= 64; elsewhere, and with RTV_WG_ATTN=0, the cuBLAS path runs.
  *
  * Why this is not the flash-decoding kernels that lost three times (kernels/README): those
  * were mma.sync chains of L2 round trips at one or two warps per scheduler. Here a CTA's
@@ -365,9 +365,11 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
 
 int rtv_cuda_attn_wg_init(rtv_stream *s)
 {
-    /* RTV_WG_ATTN: 0 off, 1 for few query rows (n_q <= 64: the action expert), 2 for any */
+    /* RTV_WG_ATTN: 1 (default) for few query rows (n_q <= 64: the action expert, where it
+     * measured 8.48 against 8.81 ms per action cycle), 2 for any (the prefix too: neutral),
+     * 0 off (the cuBLAS path) */
     const char *e = getenv("RTV_WG_ATTN");
-    s->wa_use = e && (e[0] == '1' || e[0] == '2') && !e[1] ? e[0] - '0' : 0;
+    s->wa_use = e && e[0] >= '0' && e[0] <= '2' && !e[1] ? e[0] - '0' : 1;
     if (!s->wg_encode) s->wa_use = 0; /* wgemm_init found no sm_90a image or tensor maps */
     if (!s->wa_use) return RTV_OK;
     cudaFuncAttributes fa;
@@ -393,15 +395,16 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
 {
     *st = RTV_OK;
     const int rblocks = (n_q + 63) / 64;
-    if (!s->wa_use || (s->wa_use == 1 && n_q > 64) || (head_dim != 128 && head_dim != 256) ||
+    /* s->sm_count > 0: the stream runs in a share of the SMs (a green context or MPS
+     * affinity), where cluster launches have not been run yet: the cuBLAS path */
+    if (s->sm_count > 0 || !s->wa_use || (s->wa_use == 1 && n_q > 64) || (head_dim != 128 && head_dim != 256) ||
         n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 || ldo % 4 ||
         (size_t)rblocks * n_heads > 65535 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 8)
         return 1;
-    /* key splits: at most 8 (one cluster) and no more CTAs than SMs (a green context's share
-     * holds whole clusters), each a multiple of 8 keys, none empty */
-    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
-    int sp = (n_k + WA_KB - 1) / WA_KB, fit = sms / (rblocks * n_heads);
+    /* key splits: at most 8 (one cluster) and no more CTAs than SMs, each a multiple of 8
+     * keys, none empty */
+    int sp = (n_k + WA_KB - 1) / WA_KB, fit = s->dev_sms / (rblocks * n_heads);
     sp = sp > WA_MAXSPLIT ? WA_MAXSPLIT : sp;
     sp = sp > fit ? (fit < 1 ? 1 : fit) : sp;
     const int per = (((n_k + sp - 1) / sp) + 7) & ~7;

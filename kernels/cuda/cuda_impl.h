@@ -64,7 +64,7 @@ struct rtv_stream {
     int sk_regs[8][2][2];       /* [NT - 1][64 / 128 rows][1 / 2 warps per row block] */
     int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
-    int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64, 2 any) */
+    int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
@@ -201,7 +201,8 @@ int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t 
                               int n_kv_heads, int head_dim, float scale, int limit_rows,
                               int limit_keys, int *st);
 /* Attention for head_dim 128/256 over any key count on wgmma, one key segment (attn_wg.cu;
- * sm_90a, RTV_WG_ATTN): returns 1 when the call is not its, else 0 with *st set. */
+ * sm_90a, on by default for n_q <= 64, RTV_WG_ATTN): returns 1 when the call is not its,
+ * else 0 with *st set. */
 int rtv_cuda_attn_wg_init(rtv_stream *s);
 void rtv_cuda_attn_wg_report(rtv_stream *s, void *fp); /* RTV_WG_ATTN_TRACE=1 */
 int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
