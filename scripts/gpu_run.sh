@@ -49,6 +49,9 @@ tests)
   RTV_WG_ATTN=2 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 /'
   RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
   RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
+  # its splits' rows pushed to their owners by bulk copies (opt-in until measured)
+  RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=1 /'
+  RTV_WG_ATTN_PUSH=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN_PUSH=1 /'
   # the comparison switches: RoPE per head for every row count, the flow head's last prefix
   # layer run whole
   RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'

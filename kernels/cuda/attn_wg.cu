@@ -54,8 +54,10 @@ struct wa_args {
 /* phase marks of the trace (thread 0 of each CTA; chunk 0's for the loop's inner marks) */
 #define WA_MARKS 12
 static const char *const wa_mark_names[WA_MARKS] = {
-    "start", "dep wait", "Q+K in", "S", "softmax", "V in", "P.V", "loop end", "max sync",
-    "stage sync", "combine", "end"
+    "start", "dep wait", "Q+K in", "S", "softmax", "V in", "P.V", "loop end",
+    "exchange 1", /* pull: row maxima exchanged; push: records staged, peers ready */
+    "exchange 2", /* pull: O staged, cluster barrier; push: our records have arrived */
+    "combine", "end"
 };
 #define WA_MARK(i)                                                                          \
     do {                                                                                    \
@@ -66,6 +68,11 @@ static const char *const wa_mark_names[WA_MARKS] = {
 /* shared memory: Q boxes, K boxes, V boxes (the staged O after the loop reuses K and V), row
  * maxima and scaled sums, three barriers; + 1024 for the swizzle's alignment */
 static size_t wa_smem(int hb) { return 1024 + (size_t)hb * (WA_QBOX + 2 * WA_KVBOX) + 512 + 64; }
+/* RTV_WG_ATTN_PUSH=1: a split's row goes to its owner as one record (O in fp32, then the row's
+ * maximum and sum, padded: head_dim + 8 floats), and the owner keeps a receive area of
+ * splits x owned rows records (at most 71: 8 x 8, 7 x 10, 6 x 11, ...) */
+static int wa_rec(int hb) { return (64 * hb + 8) * 4; }
+static size_t wa_smem_push(int hb) { return wa_smem(hb) + (size_t)71 * wa_rec(hb); }
 
 
 #ifdef WG_KERNEL
@@ -141,17 +148,20 @@ static __device__ __forceinline__ float4 wa_ld4(const float *p, int rank, int ns
 }
 #endif
 
-/* HB: head_dim / 64 (2 or 4) */
-template <int HB>
+/* HB: head_dim / 64 (2 or 4); PUSH: the splits (more than one) send their rows to the owners
+ * by bulk copies instead of the owners pulling them */
+template <int HB, bool PUSH>
 static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_constant__ wa_args a)
 {
 #ifdef WG_KERNEL
     constexpr int HD = 64 * HB, OS = HD + 8; /* OS: fp32 row stride of the staged O */
+    constexpr int RECF = HD + 8;             /* PUSH: floats per record (O, max, sum, pad) */
     extern __shared__ __align__(1024) unsigned char wa_raw[];
     unsigned char *sh = wa_raw + ((1024 - (wg_saddr(wa_raw) & 1023)) & 1023);
     unsigned char *qs = sh, *ks = qs + HB * WA_QBOX, *vs = ks + HB * WA_KVBOX;
     float *st_m = (float *)(vs + HB * WA_KVBOX), *st_l = st_m + 64;
-    uint64_t *bar = (uint64_t *)(st_l + 64); /* Q, K chunk, V chunk */
+    uint64_t *bar = (uint64_t *)(st_l + 64); /* Q, K chunk, V chunk; PUSH: records in */
+    float *rcv = (float *)(bar + 8);         /* PUSH: [split][owned slot][RECF] */
     float *os = (float *)ks;                 /* [64][OS] after the loop (reuses K and V) */
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
     const int h = blockIdx.x % a.heads, rb = blockIdx.x / a.heads;
@@ -159,10 +169,18 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
     const int kcol = (h / a.group) * HD; /* the kv head's columns */
     const int k0 = rank * a.per, k1 = min(a.n_k, k0 + a.per);
     const int nc = k1 > k0 ? (k1 - k0 + WA_KB - 1) / WA_KB : 0;
+    /* the rows this CTA owns (rank, rank + nsplit, ... below 64 and n_q) */
+    const int lim = min(64, a.n_q - rb * 64);
+    const int owned = rank < lim ? (lim - rank + nsplit - 1) / nsplit : 0;
+    const int slots = (64 + nsplit - 1) / nsplit; /* PUSH: records per split in rcv */
     WA_MARK(0);
     rtv_griddep_launch(); /* the next kernel may place its CTAs and stream its weights */
     if (tid == 0) {
         for (int i = 0; i < 3; i++) wg_bar_init(&bar[i], 1);
+        if (PUSH) { /* completes when every split's records of our rows have landed */
+            wg_bar_init(&bar[3], 1);
+            wg_expect(&bar[3], (unsigned)(nsplit * owned * RECF * 4));
+        }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         rtv_griddep_wait(); /* q, k and v are earlier kernels' output */
         WA_MARK(1);
@@ -179,6 +197,9 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         }
     }
     __syncthreads(); /* the barriers are initialized */
+    /* PUSH: peers may copy into us once they have waited on this; the wait comes after the
+     * main loop, so the cluster barrier costs nothing on the critical path */
+    if (PUSH) asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
 
     /* this thread's rows of the accumulators: r0 and r0 + 8 (tokens t0, t1), and where their
      * keys end (the split's end, or the limit rule's) */
@@ -274,91 +295,143 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
     }
 
     WA_MARK(7);
-    /* combine the splits: row maxima out, O scaled to the cluster's maximum and staged */
-    l0 = rtv_quad_sum(l0);
+    l0 = rtv_quad_sum(l0); /* the rows' sums (each lane of a quad held its columns' share) */
     l1 = rtv_quad_sum(l1);
-    if (q4 == 0) {
-        st_m[r0] = m0;
-        st_m[r1] = m1;
-    }
-    wa_sync(nsplit);
-    WA_MARK(8);
-    /* every split's maximum of rows r0 and r1, the loads issued together (a remote load is a
-     * round trip of several hundred cycles; one after another they cost more than the MMAs) */
-    float pm0[WA_MAXSPLIT], pm1[WA_MAXSPLIT];
+    if constexpr (PUSH) {
+        /* each row as one record (O unscaled, its maximum and sum) into the owner's receive
+         * area by a bulk copy; the owner scales and sums the splits' records in split order */
+        float *stg = (float *)ks; /* [64][RECF] (reuses K and V) */
 #pragma unroll
-    for (int p = 0; p < WA_MAXSPLIT; p++)
-        if (p < nsplit) {
-            pm0[p] = wa_ld(st_m + r0, p, nsplit);
-            pm1[p] = wa_ld(st_m + r1, p, nsplit);
+        for (int hh = 0; hh < HB / 2; hh++)
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float *d = o + 64 * hh + 4 * j;
+                const int col = 128 * hh + 8 * j + 2 * q4;
+                *(float2 *)(stg + r0 * RECF + col) = make_float2(d[0], d[1]);
+                *(float2 *)(stg + r1 * RECF + col) = make_float2(d[2], d[3]);
+            }
+        if (q4 == 0) {
+            *(float2 *)(stg + r0 * RECF + HD) = make_float2(m0, l0);
+            *(float2 *)(stg + r1 * RECF + HD) = make_float2(m1, l1);
         }
-    float M0 = -INFINITY, M1 = -INFINITY;
-#pragma unroll
-    for (int p = 0; p < WA_MAXSPLIT; p++)
-        if (p < nsplit) {
-            M0 = fmaxf(M0, pm0[p]);
-            M1 = fmaxf(M1, pm1[p]);
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* for the bulk copies */
+        __syncthreads();
+        asm volatile("barrier.cluster.wait.aligned;" ::: "memory"); /* peers' barriers are set */
+        WA_MARK(8);
+        if (tid < lim) { /* row tid to its owner, slot tid / nsplit of our split */
+            const unsigned ow = tid % nsplit;
+            const unsigned dst = wg_peer(rcv + (rank * slots + tid / nsplit) * RECF, ow);
+            asm volatile("cp.async.bulk.shared::cluster.shared::cta.mbarrier::complete_tx::bytes"
+                         " [%0], [%1], %2, [%3];" ::"r"(dst), "r"(wg_saddr(stg + tid * RECF)),
+                         "r"(RECF * 4), "r"(wg_peer(&bar[3], ow))
+                         : "memory");
         }
-    const float f0 = m0 == -INFINITY ? 0.f : exp2f(m0 - M0);
-    const float f1 = m1 == -INFINITY ? 0.f : exp2f(m1 - M1);
-#pragma unroll
-    for (int hh = 0; hh < HB / 2; hh++)
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const float *d = o + 64 * hh + 4 * j;
-            const int col = 128 * hh + 8 * j + 2 * q4;
-            *(float2 *)(os + r0 * OS + col) = make_float2(d[0] * f0, d[1] * f0);
-            *(float2 *)(os + r1 * OS + col) = make_float2(d[2] * f1, d[3] * f1);
+        wg_wait_peers(&bar[3], 0);
+        WA_MARK(9);
+        constexpr int CPR = HD / 4; /* float4 columns per row */
+        for (int i = tid; i < owned * CPR; i += WA_THREADS) {
+            const int j = i / CPR, c4 = i % CPR;
+            float M = -INFINITY;
+            for (int p = 0; p < nsplit; p++) M = fmaxf(M, rcv[(p * slots + j) * RECF + HD]);
+            float L = 0.f;
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+            for (int p = 0; p < nsplit; p++) {
+                const float *rec = rcv + (p * slots + j) * RECF;
+                const float w = rec[HD] == -INFINITY ? 0.f : exp2f(rec[HD] - M);
+                const float4 u = *(const float4 *)(rec + 4 * c4);
+                L += w * rec[HD + 1];
+                v.x += w * u.x;
+                v.y += w * u.y;
+                v.z += w * u.z;
+                v.w += w * u.w;
+            }
+            const float inv = L > 0.f ? 1.f / L : 0.f;
+            rtv_put_bf16x4(a.out + (size_t)(rb * 64 + rank + j * nsplit) * a.ldo + h * HD + 4 * c4,
+                           v.x * inv, v.y * inv, v.z * inv, v.w * inv);
         }
-    if (q4 == 0) {
-        st_l[r0] = l0 * f0;
-        st_l[r1] = l1 * f1;
-    }
-    wa_sync(nsplit);
-    WA_MARK(9);
-    /* the rows this CTA owns (rank, rank + nsplit, ... below 64 and n_q): each item, one row's
-     * 4 columns, sums the splits' staged values in split order over the summed row sums; a
-     * thread takes WA_ITEMS items at a time and issues all their remote loads first */
-    constexpr int CPR = HD / 4; /* float4 columns per row */
-    int owned = (64 - rank + nsplit - 1) / nsplit;
-    const int valid = a.n_q - rb * 64; /* rows of this block that are tokens */
-    while (owned > 0 && rank + (owned - 1) * nsplit >= valid) owned--;
-    for (int i0 = tid; i0 < owned * CPR; i0 += WA_THREADS * WA_ITEMS) {
-        float4 u[WA_ITEMS][WA_MAXSPLIT];
-        float lv[WA_ITEMS][WA_MAXSPLIT];
+    } else {
+        /* combine the splits: row maxima out, O scaled to the cluster's maximum and staged */
+        if (q4 == 0) {
+            st_m[r0] = m0;
+            st_m[r1] = m1;
+        }
+        wa_sync(nsplit);
+        WA_MARK(8);
+        /* every split's maximum of rows r0 and r1, the loads issued together (a remote load is a
+         * round trip of several hundred cycles; one after another they cost more than the MMAs) */
+        float pm0[WA_MAXSPLIT], pm1[WA_MAXSPLIT];
 #pragma unroll
-        for (int it = 0; it < WA_ITEMS; it++) {
-            const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
-            if (i < owned * CPR)
+        for (int p = 0; p < WA_MAXSPLIT; p++)
+            if (p < nsplit) {
+                pm0[p] = wa_ld(st_m + r0, p, nsplit);
+                pm1[p] = wa_ld(st_m + r1, p, nsplit);
+            }
+        float M0 = -INFINITY, M1 = -INFINITY;
+#pragma unroll
+        for (int p = 0; p < WA_MAXSPLIT; p++)
+            if (p < nsplit) {
+                M0 = fmaxf(M0, pm0[p]);
+                M1 = fmaxf(M1, pm1[p]);
+            }
+        const float f0 = m0 == -INFINITY ? 0.f : exp2f(m0 - M0);
+        const float f1 = m1 == -INFINITY ? 0.f : exp2f(m1 - M1);
+#pragma unroll
+        for (int hh = 0; hh < HB / 2; hh++)
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float *d = o + 64 * hh + 4 * j;
+                const int col = 128 * hh + 8 * j + 2 * q4;
+                *(float2 *)(os + r0 * OS + col) = make_float2(d[0] * f0, d[1] * f0);
+                *(float2 *)(os + r1 * OS + col) = make_float2(d[2] * f1, d[3] * f1);
+            }
+        if (q4 == 0) {
+            st_l[r0] = l0 * f0;
+            st_l[r1] = l1 * f1;
+        }
+        wa_sync(nsplit);
+        WA_MARK(9);
+        /* the rows this CTA owns: each item, one row's 4 columns, sums the splits' staged
+         * values in split order over the summed row sums; a thread takes WA_ITEMS items at a
+         * time and issues all their remote loads first */
+        constexpr int CPR = HD / 4; /* float4 columns per row */
+        for (int i0 = tid; i0 < owned * CPR; i0 += WA_THREADS * WA_ITEMS) {
+            float4 u[WA_ITEMS][WA_MAXSPLIT];
+            float lv[WA_ITEMS][WA_MAXSPLIT];
+#pragma unroll
+            for (int it = 0; it < WA_ITEMS; it++) {
+                const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
+                if (i < owned * CPR)
+#pragma unroll
+                    for (int p = 0; p < WA_MAXSPLIT; p++)
+                        if (p < nsplit) {
+                            u[it][p] = wa_ld4(os + r * OS + 4 * (i % CPR), p, nsplit);
+                            lv[it][p] = wa_ld(st_l + r, p, nsplit);
+                        }
+            }
+#pragma unroll
+            for (int it = 0; it < WA_ITEMS; it++) {
+                const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
+                if (i >= owned * CPR) break;
+                float L = 0.f;
+                float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
 #pragma unroll
                 for (int p = 0; p < WA_MAXSPLIT; p++)
                     if (p < nsplit) {
-                        u[it][p] = wa_ld4(os + r * OS + 4 * (i % CPR), p, nsplit);
-                        lv[it][p] = wa_ld(st_l + r, p, nsplit);
+                        L += lv[it][p];
+                        v.x += u[it][p].x;
+                        v.y += u[it][p].y;
+                        v.z += u[it][p].z;
+                        v.w += u[it][p].w;
                     }
-        }
-#pragma unroll
-        for (int it = 0; it < WA_ITEMS; it++) {
-            const int i = i0 + it * WA_THREADS, r = rank + (i / CPR) * nsplit;
-            if (i >= owned * CPR) break;
-            float L = 0.f;
-            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-#pragma unroll
-            for (int p = 0; p < WA_MAXSPLIT; p++)
-                if (p < nsplit) {
-                    L += lv[it][p];
-                    v.x += u[it][p].x;
-                    v.y += u[it][p].y;
-                    v.z += u[it][p].z;
-                    v.w += u[it][p].w;
-                }
-            const float inv = L > 0.f ? 1.f / L : 0.f;
-            rtv_put_bf16x4(a.out + (size_t)(rb * 64 + r) * a.ldo + h * HD + 4 * (i % CPR),
-                           v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+                const float inv = L > 0.f ? 1.f / L : 0.f;
+                rtv_put_bf16x4(a.out + (size_t)(rb * 64 + r) * a.ldo + h * HD + 4 * (i % CPR),
+                               v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+            }
         }
     }
     WA_MARK(10);
-    wa_sync(nsplit); /* the peers are done reading our staged rows before we leave */
+    wa_sync(nsplit); /* the peers are done reading our staged rows (pull) or our records have
+                      * been copied out (push) before we leave */
     WA_MARK(11);
 #endif
 }
@@ -373,7 +446,7 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
     if (!s->wg_encode) s->wa_use = 0; /* wgemm_init found no sm_90a image or tensor maps */
     if (!s->wa_use) return RTV_OK;
     cudaFuncAttributes fa;
-    if (cudaFuncGetAttributes(&fa, attn_wg_k<4>) != cudaSuccess) {
+    if (cudaFuncGetAttributes(&fa, attn_wg_k<4, false>) != cudaSuccess) {
         cudaGetLastError();
         s->wa_use = 0;
         return RTV_OK;
@@ -382,10 +455,15 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
         CU_TRY(cudaMalloc((void **)&s->wa_trace, (size_t)1024 * WA_MARKS * sizeof(long long)));
         CU_TRY(cudaMemset(s->wa_trace, 0, (size_t)1024 * WA_MARKS * sizeof(long long)));
     }
-    CU_TRY(cudaFuncSetAttribute(attn_wg_k<2>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 0);
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(2)));
-    CU_TRY(cudaFuncSetAttribute(attn_wg_k<4>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<4, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(4)));
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<2, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)wa_smem_push(2)));
+    CU_TRY(cudaFuncSetAttribute(attn_wg_k<4, true>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)wa_smem_push(4)));
     return RTV_OK;
 }
 
@@ -397,9 +475,9 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
     const int rblocks = (n_q + 63) / 64;
     /* s->sm_count > 0: the stream runs in a share of the SMs (a green context or MPS
      * affinity), where cluster launches have not been run yet: the cuBLAS path */
-    if (s->sm_count > 0 || !s->wa_use || (s->wa_use == 1 && n_q > 64) || (head_dim != 128 && head_dim != 256) ||
-        n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 || ldo % 4 ||
-        (size_t)rblocks * n_heads > 65535 ||
+    if (s->sm_count > 0 || !s->wa_use || (s->wa_use == 1 && n_q > 64) ||
+        (head_dim != 128 && head_dim != 256) || n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 ||
+        ldo % 4 || (size_t)rblocks * n_heads > 65535 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 8)
         return 1;
     /* key splits: at most 8 (one cluster) and no more CTAs than SMs, each a multiple of 8
@@ -424,11 +502,14 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
         a.trace = s->wa_trace;
         s->wa_trace_ctas = ctas;
     }
-    const int hb = head_dim / 64;
+    const int hb = head_dim / 64, push = s->wa_push && sp > 1;
     cudaLaunchAttribute attr[2];
-    cudaLaunchConfig_t cfg = rtv_cuda_launch_cfg(s, attr, dim3(n_heads * rblocks, sp),
-                                                 dim3(WA_THREADS), wa_smem(hb), sp);
-    cudaError_t e = cudaLaunchKernelEx(&cfg, hb == 4 ? attn_wg_k<4> : attn_wg_k<2>, a);
+    cudaLaunchConfig_t cfg =
+        rtv_cuda_launch_cfg(s, attr, dim3(n_heads * rblocks, sp), dim3(WA_THREADS),
+                            push ? wa_smem_push(hb) : wa_smem(hb), sp);
+    void (*kern)(wa_args) = hb == 4 ? (push ? attn_wg_k<4, true> : attn_wg_k<4, false>)
+                                    : (push ? attn_wg_k<2, true> : attn_wg_k<2, false>);
+    cudaError_t e = cudaLaunchKernelEx(&cfg, kern, a);
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (wgmma) launch", __FILE__, __LINE__);
     return 0;
 }
