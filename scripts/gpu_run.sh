@@ -4,7 +4,8 @@
 # tests, model, flow (action cycle only), split, mps, views, run, mm (GEMM shapes), sk (the
 # few-row GEMM per expert shape with its phase trace, under each load path), wg (the same for
 # the wgmma GEMM), wgchain (the wgmma path's chain trace, per shape and in the action
-# cycle), ab (VL encode and
+# cycle), wa (the wgmma attention's phase trace under WA_VARIANTS, and in a green context),
+# ab (VL encode and
 # action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test
 # (default: tests model).
 set -u
@@ -113,6 +114,14 @@ wgchain)
     done
     echo "== $v action cycle"; env ${v//,/ } RTV_WGMMA=1 RTV_WGMMA_TRACE=1 timeout 120 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 30 2>&1 | grep -E "^action_cycle|->|whole"
   done 2>&1 | tee "$O/wgchain.txt"; fi ;;
+wa)
+  # the wgmma attention's phase trace (clock64 per CTA, the last launch of the action cycle's
+  # graph) and the action cycle under each of WA_VARIANTS (words, VAR=VAL joined by commas);
+  # then the split benchmark with it allowed in the action thread's green context
+  for v in ${WA_VARIANTS:-RTV_WG_ATTN_PUSH=0 RTV_WG_ATTN_PUSH=1}; do
+    echo "== $v"; env ${v//,/ } RTV_WG_ATTN_TRACE=1 timeout 120 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 30 2>&1 | grep -A12 -E "^wgmma attention|^action_cycle "
+  done 2>&1 | tee "$O/wa.txt"
+  RTV_WG_ATTN_SPLIT=1 timeout 300 $R bench split -c configs/sim.yaml $PI0 2>&1 | tee "$O/wa_split.txt" | tail -12 ;;
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
   # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or

@@ -456,6 +456,7 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
         CU_TRY(cudaMemset(s->wa_trace, 0, (size_t)1024 * WA_MARKS * sizeof(long long)));
     }
     s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 0);
+    s->wa_split = rtv_cuda_env_switch("RTV_WG_ATTN_SPLIT", 0);
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(2)));
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<4, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -474,15 +475,17 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
     *st = RTV_OK;
     const int rblocks = (n_q + 63) / 64;
     /* s->sm_count > 0: the stream runs in a share of the SMs (a green context or MPS
-     * affinity), where cluster launches have not been run yet: the cuBLAS path */
-    if (s->sm_count > 0 || !s->wa_use || (s->wa_use == 1 && n_q > 64) ||
+     * affinity), where cluster launches have not been run yet: the cuBLAS path, unless
+     * RTV_WG_ATTN_SPLIT=1 asks to try them there */
+    if ((s->sm_count > 0 && !s->wa_split) || !s->wa_use || (s->wa_use == 1 && n_q > 64) ||
         (head_dim != 128 && head_dim != 256) || n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 ||
         ldo % 4 || (size_t)rblocks * n_heads > 65535 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 8)
         return 1;
     /* key splits: at most 8 (one cluster) and no more CTAs than SMs, each a multiple of 8
      * keys, none empty */
-    int sp = (n_k + WA_KB - 1) / WA_KB, fit = s->dev_sms / (rblocks * n_heads);
+    const int sms = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    int sp = (n_k + WA_KB - 1) / WA_KB, fit = sms / (rblocks * n_heads);
     sp = sp > WA_MAXSPLIT ? WA_MAXSPLIT : sp;
     sp = sp > fit ? (fit < 1 ? 1 : fit) : sp;
     const int per = (((n_k + sp - 1) / sp) + 7) & ~7;
