@@ -14,7 +14,7 @@
 static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
                                  int n_k, int limit_rows, int limit_keys, int total_rows)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= total_rows) return;
@@ -39,7 +39,7 @@ static __global__ void softmax_k(const float *logits, bf16 *probs, int rows_per_
 static __global__ void softmax_reg_k(const float *logits, bf16 *probs, int rows_per_head, int ldl,
                                      int n_k, int limit_rows, int limit_keys, int total_rows)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
     int lane = threadIdx.x & 31;
     if (row >= total_rows) return;
@@ -74,7 +74,7 @@ static __global__ void softmax_reg_k(const float *logits, bf16 *probs, int rows_
 static __global__ void f32_to_bf16_2d_k(bf16 *dst, int ldd, const float *src, int lds, int rows,
                                         int cols)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (t >= (size_t)rows * cols) return;
     int r = (int)(t / cols), c = (int)(t % cols);
@@ -181,11 +181,11 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
         return st;
     int rows = n_heads * n_q;
     if (ldl <= 32 * SM_REGS)
-        softmax_reg_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k,
-                                                           limit_rows, limit_keys, rows);
+        rtv_cuda_go(s, softmax_reg_k, rtv_cdiv(rows, 8), 256, 0, logits, probs, n_q, ldl, n_k,
+                    limit_rows, limit_keys, rows);
     else
-        softmax_k<<<rtv_cdiv(rows, 8), 256, 0, s->s>>>(logits, probs, n_q, ldl, n_k,
-                                                       limit_rows, limit_keys, rows);
+        rtv_cuda_go(s, softmax_k, rtv_cdiv(rows, 8), 256, 0, logits, probs, n_q, ldl, n_k,
+                    limit_rows, limit_keys, rows);
     LAUNCH_CHECK("softmax");
     if (n1 <= 0) /* one segment: P.V straight into the bf16 output */
         return pv_segment(s, out, CUDA_R_16BF, ldo, probs, ldl, 0, (const bf16 *)v0, ld0, n0g,
@@ -196,9 +196,8 @@ int rtv_cuda_attention(rtv_stream *s, void *out, int ldo, const void *q, int ldq
                          (const bf16 *)v1, ld1, n1, n_q, n_heads, n_kv_heads, head_dim, 1.0f)))
         return st;
     size_t n = (size_t)n_q * n_heads * head_dim;
-    f32_to_bf16_2d_k<<<rtv_cdiv(n, 256), 256, 0, s->s>>>((bf16 *)out, ldo, out32,
-                                                         n_heads * head_dim, n_q,
-                                                         n_heads * head_dim);
+    rtv_cuda_go(s, f32_to_bf16_2d_k, rtv_cdiv(n, 256), 256, 0, (bf16 *)out, ldo, out32,
+                n_heads * head_dim, n_q, n_heads * head_dim);
     LAUNCH_CHECK("attention out");
     return RTV_OK;
 }

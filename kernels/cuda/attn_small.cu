@@ -37,6 +37,7 @@ static __global__ void __launch_bounds__(AS_THREADS)
                  int ldkv, int n_k, int n_q, int group, float scale, int limit_rows,
                  int limit_keys, size_t so, size_t sq, size_t skv)
 {
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     /* attention blockIdx.z of a batch (attention_batch) */
     out += blockIdx.z * so;
     q += blockIdx.z * sq;
@@ -270,9 +271,9 @@ int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t 
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 4)
         return 1;
     dim3 grid(n_heads, (n_q + 16 * AS_RB - 1) / (16 * AS_RB), nb);
-    kern<<<grid, AS_THREADS, smem, s->s>>>((bf16 *)out, ldo, (const bf16 *)q, ldq, (const bf16 *)k,
-                                    (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
-                                    limit_rows, limit_keys, so, sq, skv);
+    rtv_cuda_go(s, kern, grid, AS_THREADS, smem, (bf16 *)out, ldo, (const bf16 *)q, ldq,
+                (const bf16 *)k, (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
+                limit_rows, limit_keys, so, sq, skv);
     cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess) *st = rtv_cuda_fail(e, "attention (small) launch", __FILE__, __LINE__);
     return 0;

@@ -251,6 +251,39 @@ static int cuda_capture_begin(rtv_stream *s)
     return RTV_OK;
 }
 
+/* RTV_PDL_EDGE=1: every programmatic edge of a captured graph fires when all CTAs of its
+ * upstream kernel have started instead of when they have all triggered or exited. The
+ * downstream kernel still waits for the upstream's completion in griddepcontrol.wait, so the
+ * results are the same; what changes is that a one-pass kernel behind a cuBLAS GEMM (which
+ * never triggers its dependents early) takes its SMs and is ready while the GEMM runs, instead
+ * of being launched after it ends. Returns the number of edges changed, or -1 on an error. */
+static long graph_edges_at_launch(cudaGraph_t g)
+{
+    size_t n = 0;
+    if (cudaGraphGetEdges(g, NULL, NULL, NULL, &n) != cudaSuccess || n == 0) return n ? -1 : 0;
+    cudaGraphNode_t *from = (cudaGraphNode_t *)malloc(2 * n * sizeof(cudaGraphNode_t));
+    cudaGraphEdgeData *ed = (cudaGraphEdgeData *)malloc(n * sizeof(cudaGraphEdgeData));
+    long changed = -1;
+    if (from && ed && cudaGraphGetEdges(g, from, from + n, ed, &n) == cudaSuccess) {
+        changed = 0;
+        for (size_t i = 0; i < n && changed >= 0; i++) {
+            if (ed[i].type != cudaGraphDependencyTypeProgrammatic ||
+                ed[i].from_port != cudaGraphKernelNodePortProgrammatic)
+                continue;
+            cudaGraphEdgeData nd = ed[i];
+            nd.from_port = cudaGraphKernelNodePortLaunchCompletion;
+            if (cudaGraphRemoveDependencies(g, &from[i], &from[n + i], &ed[i], 1) != cudaSuccess ||
+                cudaGraphAddDependencies(g, &from[i], &from[n + i], &nd, 1) != cudaSuccess)
+                changed = -1;
+            else
+                changed++;
+        }
+    }
+    free(from);
+    free(ed);
+    return changed;
+}
+
 static int cuda_capture_end(rtv_stream *s, void **graph_out)
 {
     cudaGraph_t g = NULL;
@@ -258,6 +291,17 @@ static int cuda_capture_end(rtv_stream *s, void **graph_out)
     s->capturing = 0;
     *graph_out = NULL;
     CU_TRY(cudaStreamEndCapture(s->s, &g));
+    if (s->pdl_edge) {
+        const long n = graph_edges_at_launch(g);
+        if (n < 0) {
+            cudaGraphDestroy(g);
+            cudaGetLastError();
+            return rtv_fail(RTV_E_DEVICE, "CUDA graph: changing its programmatic edges failed "
+                                           "(RTV_PDL_EDGE=1; unset it to capture as launched)");
+        }
+        if (getenv("RTV_PDL_EDGE_VERBOSE"))
+            fprintf(stderr, "RTV_PDL_EDGE: %ld programmatic edges fire at launch\n", n);
+    }
     cudaError_t e = cudaGraphInstantiate(&ex, g, 0);
     cudaGraphDestroy(g);
     if (e != cudaSuccess) return rtv_cuda_fail(e, "cudaGraphInstantiate", __FILE__, __LINE__);

@@ -73,6 +73,9 @@ struct rtv_stream {
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int rope_heads;             /* rms_rope's angles shared by the heads (RTV_ROPE_HEADS=0: per head) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
+    int pdl_small;              /* one-pass kernels launched programmatically (RTV_PDL_SMALL=1) */
+    int pdl_edge;               /* captured graphs: programmatic edges fire at the upstream's
+                                 * launch (RTV_PDL_EDGE=1, see cuda_capture_end) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid
      * barrier and split-K arrival counters (zeroed, each reset by its last user) */
@@ -176,6 +179,28 @@ static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAt
         cfg.numAttrs++;
     }
     return cfg;
+}
+
+/* Launches a one-pass kernel (it starts with rtv_grid_begin) on s's stream: programmatically
+ * with s->pdl_small, so that it may take its SMs while the previous kernel still runs, plainly
+ * otherwise. Errors are left for LAUNCH_CHECK (cudaGetLastError). */
+template <typename... P, typename... A>
+static inline void rtv_cuda_go(rtv_stream *s, void (*kern)(P...), dim3 grid, dim3 block,
+                               size_t smem, A... args)
+{
+    cudaLaunchAttribute attr[1];
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = s->s;
+    cfg.attrs = attr;
+    if (s->pdl_small) {
+        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        attr[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.numAttrs = 1;
+    }
+    cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
 /* Launchers (one per op; same arguments as the rtv_backend entries). */

@@ -29,7 +29,7 @@ static __device__ float block_sum(float v, float *sh)
 static __global__ void layernorm_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b, int dim,
                                    float eps)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     __shared__ float sh[32];
     const bf16 *xr = x + (size_t)blockIdx.x * dim;
     bf16 *yr = y + (size_t)blockIdx.x * dim;
@@ -50,7 +50,7 @@ static __global__ void layernorm_k(bf16 *y, const bf16 *x, const bf16 *w, const 
 
 static __global__ void rmsnorm_k(bf16 *y, const bf16 *x, const bf16 *w, int dim, float eps)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     __shared__ float sh[32];
     const bf16 *xr = x + (size_t)blockIdx.x * dim;
     bf16 *yr = y + (size_t)blockIdx.x * dim;
@@ -72,7 +72,7 @@ template <int CH>
 static __global__ void rmsnorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, int rows, int dim,
                                      float eps)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int nv = dim / 8;
@@ -119,7 +119,7 @@ template <int CH>
 static __global__ void layernorm_reg_k(bf16 *y, const bf16 *x, const bf16 *w, const bf16 *b,
                                        int rows, int dim, float eps)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     const int row = blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5), lane = threadIdx.x & 31;
     if (row >= rows) return;
     const int nv = dim / 8;
@@ -189,13 +189,13 @@ int rtv_cuda_layernorm(rtv_stream *s, void *y, const void *x, const void *w, con
         case 7: k = layernorm_reg_k<7>; break;
         default: k = layernorm_reg_k<8>; break;
         }
-        k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w,
-                                               (const bf16 *)b, rows, dim, eps);
+        rtv_cuda_go(s, k, rtv_cdiv(rows, 4), 128, 0, (bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                    (const bf16 *)b, rows, dim, eps);
         LAUNCH_CHECK("layernorm");
         return RTV_OK;
     }
-    layernorm_k<<<rows, NORM_THREADS, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w,
-                                                 (const bf16 *)b, dim, eps);
+    rtv_cuda_go(s, layernorm_k, rows, NORM_THREADS, 0, (bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                (const bf16 *)b, dim, eps);
     LAUNCH_CHECK("layernorm");
     return RTV_OK;
 }
@@ -216,13 +216,13 @@ int rtv_cuda_rmsnorm(rtv_stream *s, void *y, const void *x, const void *w, int r
         case 7: k = rmsnorm_reg_k<7>; break;
         default: k = rmsnorm_reg_k<8>; break;
         }
-        k<<<rtv_cdiv(rows, 4), 128, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w, rows,
-                                               dim, eps);
+        rtv_cuda_go(s, k, rtv_cdiv(rows, 4), 128, 0, (bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                    rows, dim, eps);
         LAUNCH_CHECK("rmsnorm");
         return RTV_OK;
     }
-    rmsnorm_k<<<rows, NORM_THREADS, 0, s->s>>>((bf16 *)y, (const bf16 *)x, (const bf16 *)w, dim,
-                                               eps);
+    rtv_cuda_go(s, rmsnorm_k, rows, NORM_THREADS, 0, (bf16 *)y, (const bf16 *)x, (const bf16 *)w,
+                dim, eps);
     LAUNCH_CHECK("rmsnorm");
     return RTV_OK;
 }
@@ -282,7 +282,7 @@ static __device__ __forceinline__ void rms_rope_item(bf16 *row, int t, int nrot,
 static __global__ void rms_rope_k(bf16 *y, int ld, int cols, const bf16 *x, int dim, float eps,
                                   int n_heads, int hd, int pos0, float log2_theta)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     __shared__ float sh[32];
     const int r = blockIdx.y, half = hd / 2, nrot = n_heads * half, items = nrot + cols - n_heads * hd;
     const int step = gridDim.x * blockDim.x, t0 = blockIdx.x * blockDim.x + threadIdx.x;
@@ -335,7 +335,7 @@ static __global__ void __launch_bounds__(NORM_THREADS)
                  int hd, int pos0, float log2_theta, int rows)
 {
     constexpr int P = 2; /* pairs per thread */
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     __shared__ float sh[NORM_THREADS / 32];
     const int half = hd / 2, T = half / P, rpb = NORM_THREADS / T;
     const int lr = threadIdx.x / T, j = threadIdx.x % T, r = blockIdx.x * rpb + lr;
@@ -450,7 +450,7 @@ template <int V>
 static __global__ void rms_geglu_k(bf16 *y, const bf16 *gu, const bf16 *x, int dim, float eps,
                                    int ff)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     __shared__ float sh[32];
     const int r = blockIdx.y, step = gridDim.x * blockDim.x * V;
     const int j0 = (blockIdx.x * blockDim.x + threadIdx.x) * V;
@@ -496,15 +496,15 @@ int rtv_cuda_rms_rope(rtv_stream *s, void *y, int ld, int cols, const void *x, i
     if (s->rope_heads && !(half & 1) && !(ld & 1) && !((uintptr_t)y & 3) &&
         (long)rows * T >= 128L * (sms > 0 ? sms : 1) && n_heads <= RH_MAXH && T >= 32 &&
         T % 32 == 0 && NORM_THREADS % T == 0) {
-        rms_rope_h_k<<<rtv_cdiv(rows, NORM_THREADS / T), NORM_THREADS, 0, s->s>>>(
-            (bf16 *)y, ld, cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0,
-            log2f(theta), rows);
+        rtv_cuda_go(s, rms_rope_h_k, rtv_cdiv(rows, NORM_THREADS / T), NORM_THREADS, 0, (bf16 *)y,
+                    ld, cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0, log2f(theta),
+                    rows);
         LAUNCH_CHECK("rms_rope");
         return RTV_OK;
     }
     const int items = n_heads * (head_dim / 2) + cols - n_heads * head_dim;
-    rms_rope_k<<<dim3(rms_cpr(s, items, rows), rows), NORM_THREADS, 0, s->s>>>(
-        (bf16 *)y, ld, cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0, log2f(theta));
+    rtv_cuda_go(s, rms_rope_k, dim3(rms_cpr(s, items, rows), rows), NORM_THREADS, 0, (bf16 *)y, ld,
+                cols, (const bf16 *)x, dim, eps, n_heads, head_dim, pos0, log2f(theta));
     LAUNCH_CHECK("rms_rope");
     return RTV_OK;
 }
@@ -515,11 +515,11 @@ int rtv_cuda_rms_geglu(rtv_stream *s, void *y, const void *gu, const void *x, in
     if (rows <= 0 || dim <= 0 || ff <= 0)
         return rtv_fail(RTV_E_ARG, "rms_geglu: rows=%d dim=%d ff=%d", rows, dim, ff);
     if (ff % 8 == 0 && !(((uintptr_t)y | (uintptr_t)gu) & 15))
-        rms_geglu_k<8><<<dim3(rms_cpr(s, ff / 8, rows), rows), NORM_THREADS, 0, s->s>>>(
-            (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
+        rtv_cuda_go(s, rms_geglu_k<8>, dim3(rms_cpr(s, ff / 8, rows), rows), NORM_THREADS, 0,
+                    (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
     else
-        rms_geglu_k<1><<<dim3(rms_cpr(s, ff, rows), rows), NORM_THREADS, 0, s->s>>>(
-            (bf16 *)y, (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
+        rtv_cuda_go(s, rms_geglu_k<1>, dim3(rms_cpr(s, ff, rows), rows), NORM_THREADS, 0, (bf16 *)y,
+                    (const bf16 *)gu, (const bf16 *)x, dim, eps, ff);
     LAUNCH_CHECK("rms_geglu");
     return RTV_OK;
 }

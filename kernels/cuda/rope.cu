@@ -8,7 +8,7 @@
 static __global__ void rope_k(bf16 *x, int ld, int rows, int n_heads, int hd, int pos0,
                               float log2_theta)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     int half = hd / 2;
     size_t n = (size_t)rows * n_heads * half;
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -32,7 +32,7 @@ static __global__ void rope_k(bf16 *x, int ld, int rows, int n_heads, int hd, in
 static __global__ void rope8_k(bf16 *x, int ld, int rows, int n_heads, int hd, int pos0,
                                float log2_theta)
 {
-    rtv_griddep_launch(); /* a programmatic dependent may start now (mma.cuh) */
+    rtv_grid_begin(); /* next kernel may start; previous one done (mma.cuh) */
     const int half = hd / 2, nc = half / 8;
     size_t n = (size_t)rows * n_heads * nc;
     size_t t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
@@ -68,14 +68,14 @@ int rtv_cuda_rope(rtv_stream *s, void *x, int ld, int rows, int n_heads, int hea
      * 51 rows the longer per-thread chain made the action cycle slower (9.33 -> 9.40 ms) */
     size_t n8 = (size_t)rows * n_heads * (head_dim / 16);
     if ((head_dim / 2) % 8 == 0 && ld % 8 == 0 && (uintptr_t)x % 16 == 0 && n8 >= 32768) {
-        rope8_k<<<rtv_cdiv(n8, 128), 128, 0, s->s>>>((bf16 *)x, ld, rows, n_heads, head_dim,
-                                                      pos0, log2f(theta));
+        rtv_cuda_go(s, rope8_k, rtv_cdiv(n8, 128), 128, 0, (bf16 *)x, ld, rows, n_heads, head_dim,
+                    pos0, log2f(theta));
         LAUNCH_CHECK("rope");
         return RTV_OK;
     }
     size_t n = (size_t)rows * n_heads * (head_dim / 2);
-    rope_k<<<rtv_cdiv(n, 256), 256, 0, s->s>>>((bf16 *)x, ld, rows, n_heads, head_dim, pos0,
-                                               log2f(theta));
+    rtv_cuda_go(s, rope_k, rtv_cdiv(n, 256), 256, 0, (bf16 *)x, ld, rows, n_heads, head_dim, pos0,
+                log2f(theta));
     LAUNCH_CHECK("rope");
     return RTV_OK;
 }

@@ -519,6 +519,8 @@ int rtv_cuda_skinny_init(rtv_stream *s)
     s->sk_tile = 0;
     s->sk_target_pct = 0;
     s->pdl = major >= 9 && rtv_cuda_env_switch("RTV_PDL", 1);
+    s->pdl_small = s->pdl && rtv_cuda_env_switch("RTV_PDL_SMALL", 0);
+    s->pdl_edge = s->pdl && rtv_cuda_env_switch("RTV_PDL_EDGE", 0);
     s->sk_cluster = major >= 9 && rtv_cuda_env_switch("RTV_SKINNY_CLUSTER", 1);
     s->sk_geglu = rtv_cuda_env_switch("RTV_SKINNY_GEGLU", 1);
     s->sk_evict = rtv_cuda_env_switch("RTV_SKINNY_EVICT", 1);
