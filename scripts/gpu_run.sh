@@ -50,9 +50,12 @@ tests)
   RTV_WG_ATTN=2 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 /'
   RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
   RTV_WG_ATTN=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=0 /'
-  # its splits' rows pushed to their owners by bulk copies (opt-in until measured)
-  RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=1 /'
-  RTV_WG_ATTN_PUSH=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN_PUSH=1 /'
+  # its splits' rows pulled over DSMEM instead of pushed by bulk copies
+  RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN=2 RTV_WG_ATTN_PUSH=0 /'
+  RTV_WG_ATTN_PUSH=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_ATTN_PUSH=0 /'
+  # the one-pass kernels launched plainly, and graphs with their programmatic edges as captured
+  RTV_PDL_SMALL=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PDL_SMALL=0 /'
+  RTV_PDL_EDGE=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_PDL_EDGE=0 /'
   # the comparison switches: RoPE per head for every row count, the flow head's last prefix
   # layer run whole
   RTV_ROPE_HEADS=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ROPE_HEADS=0 /'
@@ -118,7 +121,7 @@ wa)
   # the wgmma attention's phase trace (clock64 per CTA, the last launch of the action cycle's
   # graph) and the action cycle under each of WA_VARIANTS (words, VAR=VAL joined by commas);
   # then the split benchmark with it allowed in the action thread's green context
-  for v in ${WA_VARIANTS:-RTV_WG_ATTN_PUSH=0 RTV_WG_ATTN_PUSH=1}; do
+  for v in ${WA_VARIANTS:-RTV_WG_ATTN_PUSH=1 RTV_WG_ATTN_PUSH=0}; do
     echo "== $v"; env ${v//,/ } RTV_WG_ATTN_TRACE=1 timeout 120 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 30 2>&1 | grep -A12 -E "^wgmma attention|^action_cycle "
   done 2>&1 | tee "$O/wa.txt"
   RTV_WG_ATTN_SPLIT=1 timeout 300 $R bench split -c configs/sim.yaml $PI0 2>&1 | tee "$O/wa_split.txt" | tail -12 ;;

@@ -18,14 +18,15 @@
  *   max and sum over its quad of lanes), P rounded to bf16 in the accumulators' layout, which
  *   is wgmma's register A-fragment layout;
  *   O += P V (wgmma m64n128k16, P from registers, V from shared memory N-major).
- * The splits then combine over DSMEM: each publishes its row maxima, scales its O to the
- * cluster's maximum and stages it in shared memory with its scaled row sums; the CTA that owns
- * a row (row % splits == rank) sums the splits' O rows in split order (deterministic) and
- * divides by the summed row sums. RTV_WG_ATTN_PUSH=1 (opt-in, not yet measured) instead sends
- * each row, unscaled with its max and sum, to its owner by one bulk copy completing on the
- * owner's mbarrier, and the owner scales and sums from its own shared memory.
- * Measured (H100, 2026-12-07): action cycle 8.53 ms against 8.81 on the cuBLAS path; the
- * kernel ~15.7k cycles, over half of them the pull combine (kernels/README).
+ * The splits then combine in the cluster: each sends each of its rows, unscaled with its max
+ * and sum, to the row's owner (row % splits == rank) by one bulk copy completing on the
+ * owner's mbarrier; the owner scales and sums the splits' rows in split order
+ * (deterministic) from its own shared memory and divides by the summed row sums.
+ * RTV_WG_ATTN_PUSH=0 combines over DSMEM instead: each split publishes its row maxima, scales
+ * its O to the cluster's maximum and stages it, and the owners pull the staged rows.
+ * Measured (H100, 2026-12-07): action cycle 8.53 ms against 8.81 on the cuBLAS path (pull);
+ * push 8.41 against pull 8.45 in a later lease; the kernel ~15.7k cycles, half of them the
+ * combine (kernels/README).
  * Numerics against the cuBLAS path: the same fp32 logits and bf16 P.V operands, but P is
  * rounded before normalization (as flash attention does), not after. */
 #include <math.h>
@@ -72,7 +73,7 @@ static const char *const wa_mark_names[WA_MARKS] = {
 /* shared memory: Q boxes, K boxes, V boxes (the staged O after the loop reuses K and V), row
  * maxima and scaled sums, three barriers; + 1024 for the swizzle's alignment */
 static size_t wa_smem(int hb) { return 1024 + (size_t)hb * (WA_QBOX + 2 * WA_KVBOX) + 512 + 64; }
-/* RTV_WG_ATTN_PUSH=1: a split's row goes to its owner as one record (O in fp32, then the row's
+/* push (the default): a split's row goes to its owner as one record (O in fp32, then the row's
  * maximum and sum, padded: head_dim + 8 floats), and the owner keeps a receive area of
  * splits x owned rows records (at most 71: 8 x 8, 7 x 10, 6 x 11, ...) */
 static int wa_rec(int hb) { return (64 * hb + 8) * 4; }
@@ -459,7 +460,9 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
         CU_TRY(cudaMalloc((void **)&s->wa_trace, (size_t)1024 * WA_MARKS * sizeof(long long)));
         CU_TRY(cudaMemset(s->wa_trace, 0, (size_t)1024 * WA_MARKS * sizeof(long long)));
     }
-    s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 0);
+    /* the splits' rows pushed to their owners: action cycle 8.41 against 8.45 ms pulled (H100,
+     * 2026-12-07, two runs each); RTV_WG_ATTN_PUSH=0 pulls */
+    s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 1);
     s->wa_split = rtv_cuda_env_switch("RTV_WG_ATTN_SPLIT", 0);
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(2)));

@@ -251,8 +251,9 @@ static int cuda_capture_begin(rtv_stream *s)
     return RTV_OK;
 }
 
-/* RTV_PDL_EDGE=1: every programmatic edge of a captured graph fires when all CTAs of its
- * upstream kernel have started instead of when they have all triggered or exited. The
+/* s->pdl_edge (on sm_90; RTV_PDL_EDGE=0: off): every programmatic edge of a captured graph
+ * fires when all CTAs of its upstream kernel have started instead of when they have all
+ * triggered or exited. The
  * downstream kernel still waits for the upstream's completion in griddepcontrol.wait, so the
  * results are the same; what changes is that a one-pass kernel behind a cuBLAS GEMM (which
  * never triggers its dependents early) takes its SMs and is ready while the GEMM runs, instead
@@ -297,7 +298,7 @@ static int cuda_capture_end(rtv_stream *s, void **graph_out)
             cudaGraphDestroy(g);
             cudaGetLastError();
             return rtv_fail(RTV_E_DEVICE, "CUDA graph: changing its programmatic edges failed "
-                                           "(RTV_PDL_EDGE=1; unset it to capture as launched)");
+                                           "(RTV_PDL_EDGE=0 captures them as launched)");
         }
         if (getenv("RTV_PDL_EDGE_VERBOSE"))
             fprintf(stderr, "RTV_PDL_EDGE: %ld programmatic edges fire at launch\n", n);

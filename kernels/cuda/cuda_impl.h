@@ -65,7 +65,7 @@ struct rtv_stream {
     int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
-    int wa_push;                /* its splits' rows pushed by bulk copies (RTV_WG_ATTN_PUSH=1) */
+    int wa_push;                /* splits' rows sent by bulk copies (RTV_WG_ATTN_PUSH=0: pull) */
     int wa_split;               /* it runs in streams on a share of the SMs too (RTV_WG_ATTN_SPLIT=1) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;
@@ -73,9 +73,9 @@ struct rtv_stream {
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
     int rope_heads;             /* rms_rope's angles shared by the heads (RTV_ROPE_HEADS=0: per head) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
-    int pdl_small;              /* one-pass kernels launched programmatically (RTV_PDL_SMALL=1) */
+    int pdl_small;              /* one-pass kernels launched programmatically (RTV_PDL_SMALL) */
     int pdl_edge;               /* captured graphs: programmatic edges fire at the upstream's
-                                 * launch (RTV_PDL_EDGE=1, see cuda_capture_end) */
+                                 * launch (RTV_PDL_EDGE=0: off; cuda_capture_end) */
     int *sk_cnt;                /* skinny GEMM split-K arrival counters (RTV_SK_TILES, zeroed) */
     /* fused MLP (mlp.cu): RTV_FUSED_MLP=0 off; CTAs (0: unfused launches), ring stages, grid
      * barrier and split-K arrival counters (zeroed, each reset by its last user) */
@@ -90,6 +90,7 @@ struct rtv_stream {
     const void *wg_pf; /* the hint for the next wg_run only */
     size_t wg_pf_bytes; /* RTV_WGMMA_STAGES given; partials pushed (RTV_WGMMA_PUSH); ring stages without a K split (RTV_WGMMA_STAGES1) */
     int wg_matmul;              /* plain matmul calls take it too (RTV_WGMMA_MATMUL=0: only rms_mlp) */
+    int wg_parts;               /* rms_mlp's GEMMs on it (RTV_WGMMA_PARTS: o/gu/down/qkv bits) */
     void *wg_encode;
     long long *wg_trace; /* RTV_WGMMA_TRACE=1: per-CTA phase clocks of the last eager launch */
     int wg_trace_ctas;

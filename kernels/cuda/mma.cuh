@@ -89,9 +89,9 @@ static __device__ __forceinline__ void rtv_griddep_launch(void)
 #endif
 }
 /* The start of a one-pass kernel (norms, RoPE, elementwise, softmax): let the next kernel
- * place its CTAs, then wait for the previous one. With RTV_PDL_SMALL=1 these kernels are
- * launched programmatically (rtv_cuda_go), so they may start before their predecessor ends;
- * launched plainly, the wait returns at once. */
+ * place its CTAs, then wait for the previous one. On sm_90 these kernels are launched
+ * programmatically (rtv_cuda_go; RTV_PDL_SMALL=0: not), so they may start before their
+ * predecessor ends; launched plainly, the wait returns at once. */
 static __device__ __forceinline__ void rtv_grid_begin(void)
 {
     rtv_griddep_launch();

@@ -415,6 +415,10 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_maxks = k && k[0] >= '1' && k[0] <= '8' && !k[1] ? k[0] - '0' : 8;
     s->wg_early = rtv_cuda_env_switch("RTV_WGMMA_EARLY", 1);
     s->wg_matmul = rtv_cuda_env_switch("RTV_WGMMA_MATMUL", 1);
+    /* RTV_WGMMA_PARTS: which of rms_mlp's GEMMs take it, a sum of 1 o-proj, 2 gate/up, 4 down,
+     * 8 next qkv (default 15: all); the others run on cuBLASLt and the unfused passes */
+    const char *pp = getenv("RTV_WGMMA_PARTS");
+    s->wg_parts = pp && pp[0] ? (int)strtol(pp, NULL, 10) & 15 : 15;
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
         CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
         CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
@@ -624,21 +628,23 @@ int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o
     int st;
     if (rows <= 0 || dim <= 0 || F <= 0 || (att && (!w_o || qd <= 0)))
         return rtv_fail(RTV_E_ARG, "rms_mlp: rows=%d dim=%d ff=%d qd=%d", rows, dim, F, qd);
-    if (att && wg_run(s, WG_PLAIN, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM, 0,
-                      0.f, 0, 0, 0, 0, 0.f, &st)) {
+    st = RTV_OK;
+    if (att && (!(s->wg_parts & 1) ||
+                wg_run(s, WG_PLAIN, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM, 0,
+                       0.f, 0, 0, 0, 0, 0.f, &st))) {
         if ((st = rtv_cuda_matmul(s, x, dim, att, qd, w_o, NULL, rows, dim, qd, RTV_MM_ACCUM)))
             return st;
     } else if (att && st)
         return st;
-    if (wg_run(s, WG_GEGLU, ff, F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0, 1, eps, F, 0, 0, 0,
-               0.f, &st)) {
+    if (!(s->wg_parts & 2) || wg_run(s, WG_GEGLU, ff, F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0,
+                                     1, eps, F, 0, 0, 0, 0.f, &st)) {
         if ((st = rtv_cuda_matmul(s, gu, 2 * F, x, dim, w_gu, NULL, rows, 2 * F, dim, 0)) ||
             (st = rtv_cuda_rms_geglu(s, ff, gu, x, dim, eps, rows, F)))
             return st;
     } else if (st)
         return st;
-    if (wg_run(s, WG_PLAIN, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM, 0, 0.f, 0,
-               0, 0, 0, 0.f, &st)) {
+    if (!(s->wg_parts & 4) || wg_run(s, WG_PLAIN, x, dim, ff, F, w_down, NULL, rows, dim, F,
+                                     RTV_MM_ACCUM, 0, 0.f, 0, 0, 0, 0, 0.f, &st)) {
         if ((st = rtv_cuda_matmul(s, x, dim, ff, F, w_down, NULL, rows, dim, F, RTV_MM_ACCUM)))
             return st;
     } else if (st)
@@ -646,7 +652,8 @@ int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o
     if (!nq) return RTV_OK;
     s->wg_pf = nq->after; /* the o-proj after the attention: into L2 while this GEMM runs */
     s->wg_pf_bytes = nq->after_bytes;
-    if (wg_run(s, WG_ROPE, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0, 1, eps, 0,
+    if (!(s->wg_parts & 8) ||
+        wg_run(s, WG_ROPE, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0, 1, eps, 0,
                nq->rope_heads, nq->head_dim, nq->pos0, nq->theta, &st)) {
         if ((st = rtv_cuda_matmul(s, nq->y, nq->ld, x, dim, nq->w, NULL, rows, nq->cols, dim, 0)) ||
             (st = rtv_cuda_rms_rope(s, nq->y, nq->ld, nq->cols, x, dim, eps, rows, nq->rope_heads,
