@@ -133,12 +133,6 @@ static int cuda_stream_new(rtv_stream **out)
     }
     s->sm_count = sms;
     s->lt_gelu = rtv_cuda_env_switch("RTV_LT_GELU", 1);
-    { /* RTV_LT_REDUCE=MASK (benchmarks): the split-K reduction schemes cuBLASLt may pick for
-       * few-row GEMMs (cublasLtReductionScheme_t bits: 1 in place, 2 in the compute type, 4 in
-       * the output type; 0: no split K); unset: all */
-        const char *r = getenv("RTV_LT_REDUCE");
-        s->lt_reduce = r && r[0] >= '0' && r[0] <= '7' && !r[1] ? r[0] - '0' : -1;
-    }
     s->rope_heads = rtv_cuda_env_switch("RTV_ROPE_HEADS", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
         (st = rtv_cuda_mlp_init(s)) || (st = rtv_cuda_wgemm_init(s)) ||

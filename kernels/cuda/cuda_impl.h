@@ -71,7 +71,6 @@ struct rtv_stream {
     int wa_trace_ctas;
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
     int lt_gelu;                /* GELU-tanh in the cuBLASLt epilogue (RTV_LT_GELU=0: a pass) */
-    int lt_reduce;              /* split-K schemes for M <= 64 (RTV_LT_REDUCE mask; -1: all) */
     int rope_heads;             /* rms_rope's angles shared by the heads (RTV_ROPE_HEADS=0: per head) */
     int pdl;                    /* skinny GEMM as a programmatic dependent launch (sm_90+, RTV_PDL=0: off) */
     int pdl_small;              /* one-pass kernels launched programmatically (RTV_PDL_SMALL) */

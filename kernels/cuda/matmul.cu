@@ -68,11 +68,6 @@ static struct rtv_lt_plan *plan_get(rtv_stream *s, int M, int N, int K, int ldx,
     LT(cublasLtMatmulPreferenceCreate(&pref));
     LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES,
                                             &s->lt_ws_bytes, sizeof(s->lt_ws_bytes)));
-    if (s->lt_reduce >= 0 && M <= 64) {
-        uint32_t mask = (uint32_t)s->lt_reduce;
-        LT(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK,
-                                                &mask, sizeof(mask)));
-    }
     LT(cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->a, p->b, p->c, p->c, pref,
                                       s->lt_algo > 0 ? 8 : 1, res, &n_res));
     cublasLtMatmulPreferenceDestroy(pref);
