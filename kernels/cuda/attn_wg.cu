@@ -332,27 +332,45 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
                          : "memory");
         }
         wg_wait_peers(&bar[3], 0);
+        /* every copy into us has landed, so every copy of ours into a peer whose records are
+         * complete has too: arrive now, wait before leaving (a CTA must not exit while its
+         * records are still being read out of its shared memory) */
+        asm volatile("barrier.cluster.arrive.relaxed.aligned;" ::: "memory");
         WA_MARK(9);
+        /* each owned row's split weights, once: exp2(max_p - M) / L, L the weighted sum of the
+         * splits' row sums (st_m holds [owned row][split], unused by the push combine) */
+        if (tid < owned) {
+            float M = -INFINITY, L = 0.f;
+            for (int p = 0; p < nsplit; p++) M = fmaxf(M, rcv[(p * slots + tid) * RECF + HD]);
+            for (int p = 0; p < nsplit; p++) {
+                const float *rec = rcv + (p * slots + tid) * RECF;
+                const float w = rec[HD] == -INFINITY ? 0.f : exp2f(rec[HD] - M);
+                st_m[tid * nsplit + p] = w;
+                L += w * rec[HD + 1];
+            }
+            const float inv = L > 0.f ? 1.f / L : 0.f;
+            for (int p = 0; p < nsplit; p++) st_m[tid * nsplit + p] *= inv;
+        }
+        __syncthreads();
         constexpr int CPR = HD / 4; /* float4 columns per row */
         for (int i = tid; i < owned * CPR; i += WA_THREADS) {
             const int j = i / CPR, c4 = i % CPR;
-            float M = -INFINITY;
-            for (int p = 0; p < nsplit; p++) M = fmaxf(M, rcv[(p * slots + j) * RECF + HD]);
-            float L = 0.f;
+            float4 u[WA_MAXSPLIT];
+#pragma unroll
+            for (int p = 0; p < WA_MAXSPLIT; p++) /* the loads first, all in flight together */
+                if (p < nsplit) u[p] = *(const float4 *)(rcv + (p * slots + j) * RECF + 4 * c4);
             float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-            for (int p = 0; p < nsplit; p++) {
-                const float *rec = rcv + (p * slots + j) * RECF;
-                const float w = rec[HD] == -INFINITY ? 0.f : exp2f(rec[HD] - M);
-                const float4 u = *(const float4 *)(rec + 4 * c4);
-                L += w * rec[HD + 1];
-                v.x += w * u.x;
-                v.y += w * u.y;
-                v.z += w * u.z;
-                v.w += w * u.w;
-            }
-            const float inv = L > 0.f ? 1.f / L : 0.f;
+#pragma unroll
+            for (int p = 0; p < WA_MAXSPLIT; p++) /* summed in split order: deterministic */
+                if (p < nsplit) {
+                    const float w = st_m[j * nsplit + p];
+                    v.x += w * u[p].x;
+                    v.y += w * u[p].y;
+                    v.z += w * u[p].z;
+                    v.w += w * u[p].w;
+                }
             rtv_put_bf16x4(a.out + (size_t)(rb * 64 + rank + j * nsplit) * a.ldo + h * HD + 4 * c4,
-                           v.x * inv, v.y * inv, v.z * inv, v.w * inv);
+                           v.x, v.y, v.z, v.w);
         }
     } else {
         /* combine the splits: row maxima out, O scaled to the cluster's maximum and staged */
@@ -435,8 +453,10 @@ static __global__ void __launch_bounds__(WA_THREADS, 1) attn_wg_k(const __grid_c
         }
     }
     WA_MARK(10);
-    wa_sync(nsplit); /* the peers are done reading our staged rows (pull) or our records have
-                      * been copied out (push) before we leave */
+    if constexpr (PUSH) /* arrived after our records came in; by now the peers have too */
+        asm volatile("barrier.cluster.wait.aligned;" ::: "memory");
+    else
+        wa_sync(nsplit); /* the peers are done reading our staged rows before we leave */
     WA_MARK(11);
 #endif
 }
