@@ -120,11 +120,12 @@ wgchain)
 wa)
   # the wgmma attention's phase trace (clock64 per CTA, the last launch of the action cycle's
   # graph) and the action cycle under each of WA_VARIANTS (words, VAR=VAL joined by commas);
-  # then the split benchmark with it allowed in the action thread's green context
+  # then the split benchmark at two shares with it in the action thread's green context and
+  # without (RTV_WG_ATTN_SPLIT=0)
   for v in ${WA_VARIANTS:-RTV_WG_ATTN_PUSH=1 RTV_WG_ATTN_PUSH=0}; do
     echo "== $v"; env ${v//,/ } RTV_WG_ATTN_TRACE=1 timeout 120 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 30 2>&1 | grep -A12 -E "^wgmma attention|^action_cycle "
   done 2>&1 | tee "$O/wa.txt"
-  RTV_WG_ATTN_SPLIT=1 timeout 300 $R bench split -c configs/sim.yaml $PI0 2>&1 | tee "$O/wa_split.txt" | tail -12 ;;
+  for v in 1 0; do echo "== RTV_WG_ATTN_SPLIT=$v"; RTV_WG_ATTN_SPLIT=$v timeout 100 $R bench split -c configs/sim.yaml $PI0 --modes green:32,green:64 --samples 50 --vl-seconds 2 2>&1 | tail -5; done | tee "$O/wa_split.txt" ;;
 ab)
   # the same bench under each setting, first and last the same one so that drift shows; a
   # path becomes the default only where it wins here (AB_VARIANTS: words, each VAR=VALUE or

@@ -483,7 +483,10 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
     /* the splits' rows pushed to their owners: action cycle 8.41 against 8.45 ms pulled (H100,
      * 2026-12-07, two runs each); RTV_WG_ATTN_PUSH=0 pulls */
     s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 1);
-    s->wa_split = rtv_cuda_env_switch("RTV_WG_ATTN_SPLIT", 0);
+    /* in streams on a share of the SMs too (green contexts, MPS), its splits fitted to the
+     * share: bench split green 64 action alone p99 7.95 against 9.03 ms on the cuBLAS path,
+     * under VL load 9.37 against 10.62 (H100, 2026-12-07); RTV_WG_ATTN_SPLIT=0: cuBLAS there */
+    s->wa_split = rtv_cuda_env_switch("RTV_WG_ATTN_SPLIT", 1);
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<2, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                 (int)wa_smem(2)));
     CU_TRY(cudaFuncSetAttribute(attn_wg_k<4, false>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -502,8 +505,7 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
     *st = RTV_OK;
     const int rblocks = (n_q + 63) / 64;
     /* s->sm_count > 0: the stream runs in a share of the SMs (a green context or MPS
-     * affinity), where cluster launches have not been run yet: the cuBLAS path, unless
-     * RTV_WG_ATTN_SPLIT=1 asks to try them there */
+     * affinity); RTV_WG_ATTN_SPLIT=0 keeps the cuBLAS path there */
     if ((s->sm_count > 0 && !s->wa_split) || !s->wa_use || (s->wa_use == 1 && n_q > 64) ||
         (head_dim != 128 && head_dim != 256) || n_k < 1 || n_q < 1 || ldq % 8 || ldkv % 8 ||
         ldo % 4 || (size_t)rblocks * n_heads > 65535 ||
