@@ -155,11 +155,11 @@ static inline int rtv_cuda_trace_copy(rtv_stream *s, const long long *dev, int c
 
 static inline unsigned rtv_cdiv(size_t a, size_t b) { return (unsigned)((a + b - 1) / b); }
 
-/* A cudaLaunchKernelEx configuration on s's stream: a programmatic dependent launch when s->pdl
+/* A cudaLaunchKernelEx configuration on s's stream: a programmatic dependent launch when pdl
  * (the kernel calls griddepcontrol.wait before reading its inputs), and cy > 1 CTAs along y as
  * one thread-block cluster. attr: room for 2. */
-static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAttribute *attr,
-                                                     dim3 grid, dim3 block, size_t smem, int cy)
+static inline cudaLaunchConfig_t rtv_cuda_cfg(rtv_stream *s, cudaLaunchAttribute *attr, dim3 grid,
+                                              dim3 block, size_t smem, int cy, int pdl)
 {
     cudaLaunchConfig_t cfg = {};
     cfg.gridDim = grid;
@@ -167,7 +167,7 @@ static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAt
     cfg.dynamicSmemBytes = smem;
     cfg.stream = s->s;
     cfg.attrs = attr;
-    if (s->pdl) {
+    if (pdl) {
         attr[cfg.numAttrs].id = cudaLaunchAttributeProgrammaticStreamSerialization;
         attr[cfg.numAttrs].val.programmaticStreamSerializationAllowed = 1;
         cfg.numAttrs++;
@@ -181,6 +181,12 @@ static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAt
     }
     return cfg;
 }
+/* the GEMM and attention kernels: programmatic when s->pdl (RTV_PDL=0: off) */
+static inline cudaLaunchConfig_t rtv_cuda_launch_cfg(rtv_stream *s, cudaLaunchAttribute *attr,
+                                                     dim3 grid, dim3 block, size_t smem, int cy)
+{
+    return rtv_cuda_cfg(s, attr, grid, block, smem, cy, s->pdl);
+}
 
 /* Launches a one-pass kernel (it starts with rtv_grid_begin) on s's stream: programmatically
  * with s->pdl_small, so that it may take its SMs while the previous kernel still runs, plainly
@@ -189,18 +195,8 @@ template <typename... P, typename... A>
 static inline void rtv_cuda_go(rtv_stream *s, void (*kern)(P...), dim3 grid, dim3 block,
                                size_t smem, A... args)
 {
-    cudaLaunchAttribute attr[1];
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = s->s;
-    cfg.attrs = attr;
-    if (s->pdl_small) {
-        attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        attr[0].val.programmaticStreamSerializationAllowed = 1;
-        cfg.numAttrs = 1;
-    }
+    cudaLaunchAttribute attr[2];
+    const cudaLaunchConfig_t cfg = rtv_cuda_cfg(s, attr, grid, block, smem, 1, s->pdl_small);
     cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
