@@ -25,8 +25,8 @@
  * RTV_WG_ATTN_PUSH=0 combines over DSMEM instead: each split publishes its row maxima, scales
  * its O to the cluster's maximum and stages it, and the owners pull the staged rows.
  * Measured (H100, 2026-12-07): action cycle 8.53 ms against 8.81 on the cuBLAS path (pull);
- * push 8.41 against pull 8.45 in a later lease; the kernel ~15.7k cycles, half of them the
- * combine (kernels/README).
+ * push 7.80 against pull 8.01 in a later lease; the kernel ~11.8k cycles after its
+ * dependency wait, ~6.8k of them the combine (kernels/README).
  * Numerics against the cuBLAS path: the same fp32 logits and bf16 P.V operands, but P is
  * rounded before normalization (as flash attention does), not after. */
 #include <math.h>
@@ -480,8 +480,8 @@ int rtv_cuda_attn_wg_init(rtv_stream *s)
         CU_TRY(cudaMalloc((void **)&s->wa_trace, (size_t)1024 * WA_MARKS * sizeof(long long)));
         CU_TRY(cudaMemset(s->wa_trace, 0, (size_t)1024 * WA_MARKS * sizeof(long long)));
     }
-    /* the splits' rows pushed to their owners: action cycle 8.41 against 8.45 ms pulled (H100,
-     * 2026-12-07, two runs each); RTV_WG_ATTN_PUSH=0 pulls */
+    /* the splits' rows pushed to their owners: action cycle 7.80 against 8.01 ms pulled (H100,
+     * 2026-12-07, one lease); RTV_WG_ATTN_PUSH=0 pulls */
     s->wa_push = rtv_cuda_env_switch("RTV_WG_ATTN_PUSH", 1);
     /* in streams on a share of the SMs too (green contexts, MPS), its splits fitted to the
      * share: bench split green 64 action alone p99 7.95 against 9.03 ms on the cuBLAS path,

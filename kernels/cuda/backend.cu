@@ -253,15 +253,16 @@ static int cuda_capture_begin(rtv_stream *s)
 
 /* s->pdl_edge (on sm_90; RTV_PDL_EDGE=0: off): every programmatic edge of a captured graph
  * fires when all CTAs of its upstream kernel have started instead of when they have all
- * triggered or exited. The
- * downstream kernel still waits for the upstream's completion in griddepcontrol.wait, so the
- * results are the same; what changes is that a one-pass kernel behind a cuBLAS GEMM (which
- * never triggers its dependents early) takes its SMs and is ready while the GEMM runs, instead
- * of being launched after it ends. Returns the number of edges changed, or -1 on an error. */
+ * triggered or exited. The downstream kernel still waits for the upstream's completion in
+ * griddepcontrol.wait, so the results are the same; what changes is that a one-pass kernel
+ * behind a cuBLAS GEMM (which never triggers its dependents early) takes its SMs and is ready
+ * while the GEMM runs, instead of being launched after it ends. Returns the number of edges
+ * changed (RTV_PDL_EDGE_VERBOSE=1 prints it), or -1 on an error. */
 static long graph_edges_at_launch(cudaGraph_t g)
 {
     size_t n = 0;
-    if (cudaGraphGetEdges(g, NULL, NULL, NULL, &n) != cudaSuccess || n == 0) return n ? -1 : 0;
+    if (cudaGraphGetEdges(g, NULL, NULL, NULL, &n) != cudaSuccess) return -1;
+    if (n == 0) return 0;
     cudaGraphNode_t *from = (cudaGraphNode_t *)malloc(2 * n * sizeof(cudaGraphNode_t));
     cudaGraphEdgeData *ed = (cudaGraphEdgeData *)malloc(n * sizeof(cudaGraphEdgeData));
     long changed = -1;
