@@ -418,7 +418,11 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     /* RTV_WGMMA_PARTS: which of rms_mlp's GEMMs take it, a sum of 1 o-proj, 2 gate/up, 4 down,
      * 8 next qkv (default 15: all); the others run on cuBLASLt and the unfused passes */
     const char *pp = getenv("RTV_WGMMA_PARTS");
-    s->wg_parts = pp && pp[0] ? (int)strtol(pp, NULL, 10) & 15 : 15;
+    char *pe = NULL;
+    const long pv = pp && pp[0] ? strtol(pp, &pe, 10) : 15;
+    s->wg_parts = pe && *pe == 0 && pv >= 0 && pv <= 15 ? (int)pv : 15;
+    if (pp && s->wg_parts != pv)
+        fprintf(stderr, "rtvla: RTV_WGMMA_PARTS=%s: expected 0..15, using 15 (all)\n", pp);
     if (rtv_cuda_env_switch("RTV_WGMMA_TRACE", 0)) {
         CU_TRY(cudaMalloc((void **)&s->wg_trace, (size_t)1024 * 8 * sizeof(long long)));
         CU_TRY(cudaMemset(s->wg_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
