@@ -6,7 +6,8 @@ Usage: nsys_cycle.py TRACE.csv [MIN_KERNELS[-MAX_KERNELS]]
 TRACE.csv is `nsys stats -r cuda_gpu_trace -f csv` of a run that replays CUDA graphs (profiled
 with --cuda-graph-trace=node). The trace is cut into replays where the GPU idles for more than
 15 us; the replays with the most common length of at least MIN_KERNELS (default 1000: the
-action cycle; 200-999: the VL encode) are lined up position by position (a graph runs the same sequence each time).
+action cycle; 200-999: the VL encode) are lined up position by position (a graph runs the
+same sequence each time).
 Printed: the replay's span, the kernels' summed time and the summed gaps between one kernel's
 end and the next one's start (negative where programmatic launches overlap), then per kernel
 name its count per replay, median duration and median gap before it, and the sequence of the

@@ -66,7 +66,7 @@ struct rtv_stream {
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
     int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
     int wa_push;                /* splits' rows sent by bulk copies (RTV_WG_ATTN_PUSH=0: pull) */
-    int wa_split;               /* it runs in streams on a share of the SMs (RTV_WG_ATTN_SPLIT=0: not) */
+    int wa_split;               /* it runs in SM-share streams too (RTV_WG_ATTN_SPLIT=0: not) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */

@@ -394,6 +394,7 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     int dev = 0, major = 0, minor = 0;
     s->wg_ok = 0;
     s->wg_matmul = 1;
+    s->wg_parts = 15;
     s->wg_encode = NULL;
     s->wg_trace = NULL;
     s->wg_trace_ctas = 0;
@@ -416,7 +417,8 @@ int rtv_cuda_wgemm_init(rtv_stream *s)
     s->wg_early = rtv_cuda_env_switch("RTV_WGMMA_EARLY", 1);
     s->wg_matmul = rtv_cuda_env_switch("RTV_WGMMA_MATMUL", 1);
     /* RTV_WGMMA_PARTS: which of rms_mlp's GEMMs take it, a sum of 1 o-proj, 2 gate/up, 4 down,
-     * 8 next qkv (default 15: all); the others run on cuBLASLt and the unfused passes */
+     * 8 next qkv (default 15: all); the others run as plain matmuls and the unfused passes
+     * (on cuBLASLt only with RTV_WGMMA_MATMUL=0, else plain matmuls take this kernel too) */
     const char *pp = getenv("RTV_WGMMA_PARTS");
     char *pe = NULL;
     const long pv = pp && pp[0] ? strtol(pp, &pe, 10) : 15;
