@@ -66,6 +66,8 @@ int main(int argc, char **argv)
         { "v.qkv", 512, 3456, 1152, 0, 1 },        { "v.o+res", 512, 1152, 1152, RTV_MM_ACCUM, 1 },
         { "v.fc1 gelu", 512, 4304, 1152, RTV_MM_GELU, 1 }, { "v.fc2+res", 512, 1152, 4304, RTV_MM_ACCUM, 1 },
         { "p.qkv", 512, 2560, 2048, 0, 0 },        { "p.o+res", 512, 2048, 2048, RTV_MM_ACCUM, 0 },
+        { "p.gate_up", 512, 32768, 2048, 0, 0 },   { "p.gate_up+geglu", 512, 32768, 2048, GEGLU, 0 },
+        { "p.down+res", 512, 2048, 16384, RTV_MM_ACCUM, 0 },
     };
     variant va[] = { { "cublasLt", 0, 0, 0 }, { "wgmma", 2, 0, 0 }, { "skinny auto", 1, 0, 0 },
                      { "sk bn64", 1, 1, 0 }, { "sk bn128", 1, 2, 0 },
@@ -92,7 +94,8 @@ int main(int argc, char **argv)
         G->graph_free(graph);
         G->free(v);
     }
-    printf("%-12s %-12s %9s %9s %10s\n", "shape", "variant", "us/GEMM", "GB/s(w)", "rel.err");
+    printf("%-12s %-12s %9s %9s %10s %9s\n", "shape", "variant", "us/GEMM", "GB/s(w)", "rel.err",
+           "TFLOP/s");
     for (size_t si = 0; si < sizeof(sh) / sizeof(sh[0]); si++) {
         shape s = sh[si];
         if (only_shape && strcmp(only_shape, s.name)) continue;
@@ -108,7 +111,7 @@ int main(int argc, char **argv)
         }
         float *hx = malloc(sizeof(float) * s.M * (size_t)s.K), *hy = malloc(sizeof(float) * s.M * (size_t)s.N);
         float *ref = malloc(sizeof(float) * s.M * (size_t)s.N), *out = malloc(sizeof(float) * s.M * (size_t)s.N);
-        float hb[8192];
+        float *hb = malloc(sizeof(float) * s.N);
         for (size_t i = 0; i < (size_t)s.M * s.K; i++) hx[i] = frand();
         for (size_t i = 0; i < (size_t)s.M * s.N; i++) hy[i] = frand();
         for (int i = 0; i < s.N; i++) hb[i] = frand();
@@ -163,8 +166,9 @@ int main(int argc, char **argv)
             }
             qsort(t, reps < 64 ? reps : 64, sizeof(double), cmpd);
             double med = t[(reps < 64 ? reps : 64) / 2];
-            printf("%-12s %-12s %9.2f %9.0f %10.2e\n", s.name, va[v].name, med * 1e6,
-                   wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0);
+            printf("%-12s %-12s %9.2f %9.0f %10.2e %9.1f\n", s.name, va[v].name, med * 1e6,
+                   wbytes / med / 1e9, v ? sqrt(e2 / (r2 > 0 ? r2 : 1)) : 0.0,
+                   2.0 * s.M * s.N * s.K / med / 1e12);
             G->graph_free(graph);
             if (va[v].mode == 2) rtv_cuda_wgemm_chain_report(S, stdout); /* RTV_WGMMA_TRACE=1 */
             static long long tr[1024 * 8];
@@ -191,7 +195,7 @@ int main(int argc, char **argv)
         }
         for (int c = 0; c < copies; c++) G->free(w[c]);
         G->free(x); G->free(y); G->free(y0); G->free(y2); G->free(b);
-        free(w); free(hw); free(hx); free(hy); free(ref); free(out);
+        free(w); free(hw); free(hb); free(hx); free(hy); free(ref); free(out);
     }
     G->stream_free(S);
     return 0;
