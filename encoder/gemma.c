@@ -89,7 +89,11 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         return st;
     /* one kernel where the backend can fuse them; not when folded: the row scale must reach
      * the gate before GELU, which only rms_geglu applies */
-    if (b->matmul_geglu && !io->folded) {
+    if (io->folded && b->matmul_rms_geglu) {
+        if ((st = b->matmul_rms_geglu(s, io->ff, io->gu, io->x, L->gate_up, n, F, W,
+                                      c->rms_eps)))
+            return st;
+    } else if (b->matmul_geglu && !io->folded) {
         if ((st = b->matmul_geglu(s, io->ff, io->gu, xn, W, L->gate_up, n, F, W)))
             return st;
     } else {

@@ -142,6 +142,13 @@ typedef struct rtv_backend {
                     int rows, int n_heads, int head_dim, int pos0, float theta);
     int (*rms_geglu)(rtv_stream *s, void *y, const void *gu, const void *x, int dim, float eps,
                      int rows, int ff);
+    /* Optional (NULL: matmul into gu, then rms_geglu; set only with rms_geglu): the folded
+     * MLP input in one call, y[M, F] = rms_geglu(x . w[2F, K]^T) with the row scale from x
+     * itself (x contiguous [M, K], dim = K), w the gate rows then the up rows. gu [M, 2F] is
+     * the caller's workspace for a backend that runs the two steps (contents afterwards
+     * unspecified); y must not overlap x, w or gu. */
+    int (*matmul_rms_geglu)(rtv_stream *s, void *y, void *gu, const void *x, const void *w,
+                            int M, int F, int K, float eps);
     /* Optional (NULL: the ops one by one): the end of a Gemma layer after attention, with the
      * MLP's norm folded (as rms_geglu), in one call:
      *   x += att . w_o^T (when att is not NULL: att [rows, qd], w_o [dim, qd]), then

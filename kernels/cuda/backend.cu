@@ -136,7 +136,7 @@ static int cuda_stream_new(rtv_stream **out)
     s->rope_heads = rtv_cuda_env_switch("RTV_ROPE_HEADS", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
         (st = rtv_cuda_mlp_init(s)) || (st = rtv_cuda_wgemm_init(s)) ||
-        (st = rtv_cuda_attn_wg_init(s)))
+        (st = rtv_cuda_attn_wg_init(s)) || (st = rtv_cuda_gg_init(s)))
         goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
@@ -381,6 +381,9 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         if (rtv_cuda_env_switch("RTV_NORM_FOLD", 1)) {
             b.rms_rope = rtv_cuda_rms_rope;
             b.rms_geglu = rtv_cuda_rms_geglu;
+            /* the GEMM before rms_geglu and rms_geglu in one call: one wgmma kernel for the
+             * prefix's 512 rows with RTV_WG_GEGLU=1, else the same two launches as without */
+            b.matmul_rms_geglu = rtv_cuda_matmul_rms_geglu;
             /* the expert's layer tail in one persistent kernel (mlp.cu): opt-in until it wins;
              * without it the model runs the ops one by one, as it did before */
             if (rtv_cuda_env_switch("RTV_FUSED_MLP", 0)) b.rms_mlp = rtv_cuda_rms_mlp;

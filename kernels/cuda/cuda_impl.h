@@ -67,6 +67,8 @@ struct rtv_stream {
     int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
     int wa_push;                /* splits' rows sent by bulk copies (RTV_WG_ATTN_PUSH=0: pull) */
     int wa_split;               /* it runs in SM-share streams too (RTV_WG_ATTN_SPLIT=0: not) */
+    int gg_use;                 /* matmul_rms_geglu in one wgmma kernel (gemm_geglu.cu; RTV_WG_GEGLU) */
+    int gg_ok;                  /* that kernel exists here (sm_90a image, tensor maps) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
@@ -232,6 +234,11 @@ void rtv_cuda_attn_wg_report(rtv_stream *s, void *fp); /* RTV_WG_ATTN_TRACE=1 */
 int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, const void *k,
                      const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
                      int head_dim, float scale, int limit_rows, int limit_keys, int *st);
+/* matmul_rms_geglu (backend.h): one wgmma kernel for many rows (gemm_geglu.cu, sm_90a,
+ * RTV_WG_GEGLU=1), else the GEMM into gu and rms_geglu. */
+int rtv_cuda_gg_init(rtv_stream *s);
+int rtv_cuda_matmul_rms_geglu(rtv_stream *s, void *y, void *gu, const void *x, const void *w,
+                              int M, int F, int K, float eps);
 /* attention_batch: one attn_small launch, or attention() per item. */
 int rtv_cuda_attention_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
                              int ldq, size_t sq, const void *k, const void *v, int ldkv,

@@ -104,6 +104,8 @@ WRAP(rms_rope, rows <= 64 ? P_OTHER_S : P_ROPE, (rtv_stream *s, void *y, int ld,
      (s, y, ld, cols, x, dim, eps, rows, n_heads, head_dim, pos0, theta))
 WRAP(rms_geglu, rows <= 64 ? P_OTHER_S : P_GEGLU, (rtv_stream *s, void *y, const void *gu, const void *x,
      int dim, float eps, int rows, int ff), (s, y, gu, x, dim, eps, rows, ff))
+WRAP(matmul_rms_geglu, M <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *y, void *gu,
+     const void *x, const void *w, int M, int F, int K, float eps), (s, y, gu, x, w, M, F, K, eps))
 WRAP(rms_mlp, rows <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *x, const void *att,
      const void *w_o, int qd, const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
      float eps, int rows, int F, const rtv_qkv_next *nq),
@@ -146,5 +148,6 @@ void rtv_cuda_prof_install(rtv_backend *b)
     b->download = p_download; b->sync = p_sync;
     if (b->rms_rope) { b->rms_rope = p_rms_rope; b->rms_geglu = p_rms_geglu; }
     if (b->rms_mlp) b->rms_mlp = p_rms_mlp;
+    if (b->matmul_rms_geglu) b->matmul_rms_geglu = p_matmul_rms_geglu;
     atexit(p_report);
 }

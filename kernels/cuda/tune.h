@@ -29,6 +29,10 @@ int rtv_cuda_wgemm_trace(struct rtv_stream *s, long long *out, int max_ctas);
  * exchange, epilogue, to the end, life. Synchronizes the stream. Called at stream free too
  * when the trace is on. */
 void rtv_cuda_wgemm_chain_report(struct rtv_stream *s, void *f);
+/* matmul_rms_geglu's wgmma kernel (gemm_geglu.cu) on this stream: 1 = where the GPU and shape
+ * allow, 0 = the GEMM and rms_geglu. Returns whether the kernel exists here. RTV_WG_GEGLU=1
+ * turns it on for new streams. */
+int rtv_cuda_gg_tune(struct rtv_stream *s, int on);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */
 int rtv_cuda_lt_algo(struct rtv_stream *s, int index);

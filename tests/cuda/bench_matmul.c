@@ -44,6 +44,7 @@ static int cmpd(const void *a, const void *b)
 
 typedef struct { const char *name; int M, N, K, flags, bias; } shape;
 #define GEGLU 0x100 /* shape flag: matmul_geglu (y [M, N/2]) instead of matmul */
+#define RMSGEGLU 0x200 /* shape flag: matmul_rms_geglu (y [M, N/2]) instead of matmul */
 typedef struct { const char *name; int mode, wk, pct; } variant;
 
 int main(int argc, char **argv)
@@ -68,6 +69,7 @@ int main(int argc, char **argv)
         { "p.qkv", 512, 2560, 2048, 0, 0 },        { "p.o+res", 512, 2048, 2048, RTV_MM_ACCUM, 0 },
         { "p.gate_up", 512, 32768, 2048, 0, 0 },   { "p.gate_up+geglu", 512, 32768, 2048, GEGLU, 0 },
         { "p.down+res", 512, 2048, 16384, RTV_MM_ACCUM, 0 },
+        { "p.gate_up+rmsgeglu", 512, 32768, 2048, RMSGEGLU, 0 },
     };
     variant va[] = { { "cublasLt", 0, 0, 0 }, { "wgmma", 2, 0, 0 }, { "skinny auto", 1, 0, 0 },
                      { "sk bn64", 1, 1, 0 }, { "sk bn128", 1, 2, 0 },
@@ -116,7 +118,7 @@ int main(int argc, char **argv)
         for (size_t i = 0; i < (size_t)s.M * s.N; i++) hy[i] = frand();
         for (int i = 0; i < s.N; i++) hb[i] = frand();
         void *x, *y, *y0, *y2, *b = NULL;
-        const size_t nout = (size_t)s.M * (s.flags & GEGLU ? s.N / 2 : s.N);
+        const size_t nout = (size_t)s.M * (s.flags & (GEGLU | RMSGEGLU) ? s.N / 2 : s.N);
         if (G->alloc(&y2, nout * 2) || G->alloc(&x, (size_t)s.M * s.K * 2) || G->alloc(&y, (size_t)s.M * s.N * 2) ||
             G->alloc(&y0, (size_t)s.M * s.N * 2) || G->alloc(&b, (size_t)s.N * 2) ||
             G->upload(S, x, hx, (size_t)s.M * s.K) || G->upload(S, y0, hy, (size_t)s.M * s.N) ||
@@ -124,7 +126,8 @@ int main(int argc, char **argv)
             DIE("inputs");
         for (int v = 0; v < NV; v++) {
             if (v && only_var && strcmp(only_var, va[v].name)) continue;
-            if (s.M > 64 && va[v].mode > 0) continue; /* the few-row kernel does not take it */
+            /* the few-row kernels do not take M > 64; matmul_rms_geglu's kernel is "wgmma" */
+            if (s.M > 64 && va[v].mode > 0 && !(s.flags & RMSGEGLU && va[v].mode == 2)) continue;
             if (va[v].mode < 0 && !only_var) continue; /* cuBLASLt's candidates: on request */
             if (va[v].mode < 0) { /* cuBLASLt's wk-th candidate */
                 rtv_cuda_matmul_tune(S, 0, 0, 0);
@@ -134,12 +137,15 @@ int main(int argc, char **argv)
                 rtv_cuda_matmul_tune(S, va[v].mode == 1, va[v].wk, va[v].pct);
             }
             rtv_cuda_wgemm_tune(S, va[v].mode == 2); /* the wgmma kernel (wgemm.cu) */
+            rtv_cuda_gg_tune(S, va[v].mode == 2);    /* and matmul_rms_geglu's (gemm_geglu.cu) */
             /* correctness: one launch from y0 */
             if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
-                (s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[0], s.M, s.N / 2, s.K)
+                (s.flags & RMSGEGLU ? G->matmul_rms_geglu(S, y2, y, x, w[0], s.M, s.N / 2, s.K,
+                                                          1e-6f)
+                 : s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[0], s.M, s.N / 2, s.K)
                                  : G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M,
                                              s.N, s.K, s.flags)) ||
-                G->download(S, v ? out : ref, s.flags & GEGLU ? y2 : y, nout) || G->sync(S))
+                G->download(S, v ? out : ref, s.flags & (GEGLU | RMSGEGLU) ? y2 : y, nout) || G->sync(S))
                 DIE("%s %s", s.name, va[v].name);
             double e2 = 0, r2 = 0;
             if (v) {
@@ -152,7 +158,9 @@ int main(int argc, char **argv)
             void *graph = NULL;
             if (G->capture_begin(S)) DIE("capture");
             for (int i = 0; i < L; i++)
-                if (s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[i % copies], s.M, s.N / 2, s.K)
+                if (s.flags & RMSGEGLU ? G->matmul_rms_geglu(S, y2, y, x, w[i % copies], s.M,
+                                                             s.N / 2, s.K, 1e-6f)
+                    : s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[i % copies], s.M, s.N / 2, s.K)
                                     : G->matmul(S, y, s.N, x, s.K, w[i % copies], s.bias ? b : NULL,
                                                 s.M, s.N, s.K, s.flags))
                     DIE("%s %s (capture)", s.name, va[v].name);

@@ -114,6 +114,27 @@ static void t_matmul_geglu(int M, int F, int K, int ldx)
     free(x); free(w);
 }
 
+/* matmul_rms_geglu (CUDA: one wgmma kernel where RTV_WG_GEGLU=1, sm_90a, M > 64, F % 128 == 0
+ * and K % 64 == 0; else the GEMM and rms_geglu) against the CPU's matmul then rms_geglu. The
+ * kernel's cases: the prefix's shape scaled down in F, a last row tile cut short, fewer K steps
+ * than ring stages (3, 1) and more (9: the ring wraps twice); then two fallbacks. */
+static void t_matmul_rms_geglu(int M, int F, int K)
+{
+    float *x = rnd((size_t)M * K, 1), *w = rnd((size_t)2 * F * K, 1.0f / sqrtf(K));
+    pair X = act(x, (size_t)M * K), W = wt(w, (size_t)2 * F * K);
+    pair GU = act(NULL, (size_t)M * 2 * F), Y = act(NULL, (size_t)M * F);
+    CHECK(C->matmul(cs, GU.c, 2 * F, X.c, K, W.c, NULL, M, 2 * F, K, 0) == 0);
+    CHECK(C->rms_geglu(cs, Y.c, GU.c, X.c, K, 1e-6f, M, F) == 0);
+    CHECK(G->matmul_rms_geglu != NULL);
+    int st = G->matmul_rms_geglu(gs, Y.g, GU.g, X.g, W.g, M, F, K, 1e-6f);
+    CHECK_MSG(st == 0, "%s", rtv_last_error());
+    char what[96];
+    snprintf(what, sizeof(what), "matmul_rms_geglu M=%d F=%d K=%d", M, F, K);
+    compare(what, Y, 2e-2f);
+    drop(X); drop(W); drop(GU); drop(Y);
+    free(x); free(w);
+}
+
 /* GELU after a GEMM, value by value: W = identity makes y = x exactly (bf16 inputs, fp32
  * accumulation), so y = gelu_tanh(x) rounded once. Inputs cover [-6, 6], where the tanh form
  * and the erf form of GELU differ by far more than a bf16 ulp (gelu(-3): -0.00364 vs -0.00405),
@@ -384,6 +405,7 @@ int main(int argc, char **argv)
     setenv("RTV_FUSED_MLP", "1", 1); /* rms_mlp and its fused kernel (opt-in) */
     setenv("RTV_NORM_FOLD", "1", 1); /* rms_rope / rms_geglu present even if the caller's
                                       * environment switched them off */
+    setenv("RTV_WG_GEGLU", "1", 1);  /* matmul_rms_geglu's wgmma kernel (opt-in) */
     G = rtv_backend_cuda();
     if (!G) {
         printf("no CUDA device: skipped\n");
@@ -418,6 +440,17 @@ int main(int argc, char **argv)
         t_matmul_geglu(100, 128, 256, 256);   /* M > 64: cuBLASLt + geglu */
     }
     rtv_cuda_matmul_tune(gs, 0, 0, 0);
+    t_matmul_rms_geglu(512, 1024, 2048);
+    t_matmul_rms_geglu(200, 256, 192);
+    t_matmul_rms_geglu(130, 128, 64);
+    t_matmul_rms_geglu(300, 384, 576);
+    t_matmul_rms_geglu(51, 4096, 1024); /* M <= 64: the GEMM and rms_geglu */
+    t_matmul_rms_geglu(100, 40, 128);   /* F % 128: the same */
+    {
+        void *d = NULL;
+        CHECK(G->matmul_rms_geglu(gs, d, d, d, d, 0, 128, 64, 1e-6f) == RTV_E_ARG &&
+              strstr(rtv_last_error(), "matmul_rms_geglu"));
+    }
     t_gelu_exact();
     t_norms(7, 33);
     t_norms(5, 520); /* 16-byte rows, not a multiple of 256: one-warp-per-row kernels */
