@@ -67,7 +67,7 @@ struct rtv_stream {
     int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
     int wa_push;                /* splits' rows sent by bulk copies (RTV_WG_ATTN_PUSH=0: pull) */
     int wa_split;               /* it runs in SM-share streams too (RTV_WG_ATTN_SPLIT=0: not) */
-    int gg_use;                 /* matmul_rms_geglu in one wgmma kernel (gemm_geglu.cu; RTV_WG_GEGLU) */
+    int gg_use;                 /* matmul_rms_geglu as one wgmma kernel (RTV_WG_GEGLU) */
     int gg_ok;                  /* that kernel exists here (sm_90a image, tensor maps) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;

@@ -145,7 +145,8 @@ int main(int argc, char **argv)
                  : s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[0], s.M, s.N / 2, s.K)
                                  : G->matmul(S, y, s.N, x, s.K, w[0], s.bias ? b : NULL, s.M,
                                              s.N, s.K, s.flags)) ||
-                G->download(S, v ? out : ref, s.flags & (GEGLU | RMSGEGLU) ? y2 : y, nout) || G->sync(S))
+                G->download(S, v ? out : ref, s.flags & (GEGLU | RMSGEGLU) ? y2 : y, nout) ||
+                G->sync(S))
                 DIE("%s %s", s.name, va[v].name);
             double e2 = 0, r2 = 0;
             if (v) {
@@ -160,7 +161,8 @@ int main(int argc, char **argv)
             for (int i = 0; i < L; i++)
                 if (s.flags & RMSGEGLU ? G->matmul_rms_geglu(S, y2, y, x, w[i % copies], s.M,
                                                              s.N / 2, s.K, 1e-6f)
-                    : s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[i % copies], s.M, s.N / 2, s.K)
+                    : s.flags & GEGLU ? G->matmul_geglu(S, y2, y, x, s.K, w[i % copies], s.M,
+                                                        s.N / 2, s.K)
                                     : G->matmul(S, y, s.N, x, s.K, w[i % copies], s.bias ? b : NULL,
                                                 s.M, s.N, s.K, s.flags))
                     DIE("%s %s (capture)", s.name, va[v].name);
