@@ -381,9 +381,11 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
         if (rtv_cuda_env_switch("RTV_NORM_FOLD", 1)) {
             b.rms_rope = rtv_cuda_rms_rope;
             b.rms_geglu = rtv_cuda_rms_geglu;
-            /* the GEMM before rms_geglu and rms_geglu in one call: one wgmma kernel for the
-             * prefix's 512 rows with RTV_WG_GEGLU=1, else the same two launches as without */
-            b.matmul_rms_geglu = rtv_cuda_matmul_rms_geglu;
+            /* the GEMM before rms_geglu and rms_geglu in one call, one wgmma kernel for the
+             * prefix's 512 rows (gemm_geglu.cu): opt-in (RTV_WG_GEGLU=1) until it has run and
+             * been measured on a GPU; without it the model calls the two ops as before */
+            if (rtv_cuda_env_switch("RTV_WG_GEGLU", 0))
+                b.matmul_rms_geglu = rtv_cuda_matmul_rms_geglu;
             /* the expert's layer tail in one persistent kernel (mlp.cu): opt-in until it wins;
              * without it the model runs the ops one by one, as it did before */
             if (rtv_cuda_env_switch("RTV_FUSED_MLP", 0)) b.rms_mlp = rtv_cuda_rms_mlp;

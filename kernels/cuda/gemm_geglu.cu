@@ -16,8 +16,9 @@
  * path rounds g and u to bf16 first: this one is the more exact of the two).
  * Launched programmatically: the first stages' weight tiles (no earlier kernel writes w) are
  * requested before griddepcontrol.wait, x's after it.
- * RTV_WG_GEGLU=1 turns it on (opt-in until measured on a GPU; without sm_90a, or for M <= 64,
- * F % 128 or K % 64, the two-pass path runs). */
+ * RTV_WG_GEGLU=1 puts the op in the table (opt-in: not yet run on a GPU; without it the model
+ * calls matmul and rms_geglu itself); without sm_90a, or for M <= 64, F % 128 or K % 64, the
+ * op runs the same two launches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -202,7 +203,7 @@ int rtv_cuda_gg_init(rtv_stream *s)
     }
     CU_TRY(cudaFuncSetAttribute(gg_k, cudaFuncAttributeMaxDynamicSharedMemorySize, GG_SMEM));
     s->gg_ok = 1;
-    s->gg_use = rtv_cuda_env_switch("RTV_WG_GEGLU", 0); /* opt-in until measured */
+    s->gg_use = 1; /* the op itself is in the table only with RTV_WG_GEGLU=1 (backend.cu) */
     return RTV_OK;
 }
 

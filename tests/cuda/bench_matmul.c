@@ -101,6 +101,11 @@ int main(int argc, char **argv)
     for (size_t si = 0; si < sizeof(sh) / sizeof(sh[0]); si++) {
         shape s = sh[si];
         if (only_shape && strcmp(only_shape, s.name)) continue;
+        if (s.flags & RMSGEGLU && !G->matmul_rms_geglu) {
+            printf("%-12s (matmul_rms_geglu is in the op table only with RTV_WG_GEGLU=1)\n",
+                   s.name);
+            continue;
+        }
         size_t wn = (size_t)s.N * s.K, wbytes = wn * 2;
         int copies = (int)((256u << 20) / wbytes) + 1;
         if (copies > L) copies = L;
