@@ -6,8 +6,9 @@
 # the wgmma GEMM), wgchain (the wgmma path's chain trace, per shape and in the action
 # cycle), wa (the wgmma attention's phase trace under WA_VARIANTS, and in a green context),
 # ab (VL encode and
-# action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test
-# (default: tests model).
+# action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test, gg
+# (matmul_rms_geglu's wgmma kernel: its op tests, its GEMM against cuBLASLt + rms_geglu, the
+# VL encode with and without it, the policy suites with it on) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -139,4 +140,16 @@ ab)
   python3 scripts/ab_summary.py "$O/ab.txt" ;;
 pi0test)
   RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/pi0test.txt" | tail -5 ;;
+gg)
+  # a hang (a ring stage whose bytes never land) shows here in seconds
+  timeout 40 $C/bin/test_cuda_ops > "$O/gg_ops.txt" 2>&1; rc=$?
+  echo "== gg: test_cuda_ops rc=$rc: $(tail -1 "$O/gg_ops.txt")"; grep -A2 FAIL "$O/gg_ops.txt" | head -20
+  if [ $rc -eq 0 ]; then
+    RTV_CUDA_STAGING_MB=1024 RTV_WG_GEGLU=1 timeout 30 $C/bin/bench_matmul 15 p.gate_up+rmsgeglu wgmma 2>&1 | grep -v "^graph"
+    for rep in 1 2; do for v in RTV_WG_GEGLU=1 RTV_WG_GEGLU=0; do
+      echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 100 2>&1 | grep -E "^(prefix_llm|vl_encode|action_cycle) "
+    done; done 2>&1 | tee "$O/gg_ab.txt"
+    RTV_WG_GEGLU=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1
+    RTV_WG_GEGLU=1 RTV_TEST_PI0=only timeout 200 $C/bin/test_cuda_policy 2>&1 | tail -3
+  fi ;;
 esac; done
