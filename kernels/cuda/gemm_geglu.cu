@@ -15,7 +15,8 @@
  * epilogue writes gelu_tanh(s_r g) * (s_r u) as bf16 from the fp32 accumulators (the two-pass
  * path rounds g and u to bf16 first: this one is the more exact of the two).
  * Launched programmatically: the first stages' weight tiles (no earlier kernel writes w) are
- * requested before griddepcontrol.wait, x's after it.
+ * requested before griddepcontrol.wait, x's after it. Its ring waits trap after ~9 s instead of
+ * hanging the stream (wg_wait_peers), so a fault shows as a launch error.
  * RTV_WG_GEGLU=1 puts the op in the table (opt-in: not yet run on a GPU; without it the model
  * calls matmul and rms_geglu itself); without sm_90a, or for M <= 64, F % 128 or K % 64, the
  * op runs the same two launches. */
@@ -137,7 +138,7 @@ static __global__ void __launch_bounds__(GG_THREADS, 1) gg_k(const __grid_consta
             for (int k = pre; k < KT; k++) {
                 const int s = k % GG_ST;
                 unsigned char *st = sh + s * GG_STAGE;
-                wg_wait(&empty[s], ((k / GG_ST) - 1) & 1); /* load k - GG_ST consumed */
+                wg_wait_peers(&empty[s], ((k / GG_ST) - 1) & 1); /* load k - GG_ST consumed */
                 wg_expect(&full[s], GG_STAGE);
                 wg_tma(st, &a.tx, k * GG_BK, m0, &full[s]);
                 wg_tma(st + GG_A, &a.tw, k * GG_BK, f0, &full[s]);
@@ -154,16 +155,18 @@ static __global__ void __launch_bounds__(GG_THREADS, 1) gg_k(const __grid_consta
     for (int k = 0; k < KT; k++) {
         const int s = k % GG_ST;
         const unsigned char *st = sh + s * GG_STAGE;
-        wg_wait(&full[s], (k / GG_ST) & 1);
+        wg_wait_peers(&full[s], (k / GG_ST) & 1);
         wg_fence();
         const uint64_t da = wg_desc(st + c * (GG_A / 2)), db = wg_desc(st + GG_A);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) gg_mma(d, da + 2 * kk, db + 2 * kk, k > 0 || kk > 0);
         wg_commit();
-        /* half of the row's 128-byte line (the swizzle permutes 16-byte chunks within it) */
-        const uint4 *p = (const uint4 *)(st + c * (GG_A / 2) + srow * 128 + shalf * 64);
+        /* half of the row's 128-byte line (the swizzle permutes 16-byte chunks within it, and
+         * the sum does not care which is which); the chunk order is rotated by the row so that
+         * a warp's 16 rows, whose lines all start at bank 0, spread over the banks */
+        const unsigned char *p = st + c * (GG_A / 2) + srow * 128 + shalf * 64;
 #pragma unroll
-        for (int i = 0; i < 4; i++) ss += gg_sq8(p[i]);
+        for (int i = 0; i < 4; i++) ss += gg_sq8(*(const uint4 *)(p + 16 * ((i + srow) & 3)));
         wg_wait_group<1>(); /* the previous step's MMAs are done with their stage */
         if (k > 0 && lane == 0) wg_arrive(&empty[(k - 1) % GG_ST]);
     }
