@@ -87,8 +87,8 @@ static int layer(const rtv_policy *p, rtv_stream *s, const rtv_gemma_layer *L, c
         return st;
     if (!io->folded && (st = b->rmsnorm(s, io->xn, io->x, L->ln_ffw, n, W, c->rms_eps)))
         return st;
-    /* one kernel where the backend can fuse them; not when folded: the row scale must reach
-     * the gate before GELU, which only rms_geglu applies */
+    /* one call where the backend can fuse them: matmul_rms_geglu when folded (the row scale
+     * must reach the gate before GELU), matmul_geglu when not */
     if (io->folded && b->matmul_rms_geglu) {
         if ((st = b->matmul_rms_geglu(s, io->ff, io->gu, io->x, L->gate_up, n, F, W,
                                       c->rms_eps)))
