@@ -198,7 +198,9 @@ static __global__ void __launch_bounds__(GG_THREADS, 1) gg_k(const __grid_consta
 int rtv_cuda_gg_init(rtv_stream *s)
 {
     s->gg_use = s->gg_ok = 0;
-    if (!s->wg_encode) return RTV_OK; /* not sm_90, or no tensor maps (wgemm_init) */
+    /* nothing at all without the switch (the op is not in the table then, backend.cu); and
+     * nothing where the GPU is not sm_90 or has no tensor maps (wgemm_init) */
+    if (!rtv_cuda_env_switch("RTV_WG_GEGLU", 0) || !s->wg_encode) return RTV_OK;
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, gg_k) != cudaSuccess) { /* no sm_90a image */
         cudaGetLastError();
@@ -206,7 +208,7 @@ int rtv_cuda_gg_init(rtv_stream *s)
     }
     CU_TRY(cudaFuncSetAttribute(gg_k, cudaFuncAttributeMaxDynamicSharedMemorySize, GG_SMEM));
     s->gg_ok = 1;
-    s->gg_use = 1; /* the op itself is in the table only with RTV_WG_GEGLU=1 (backend.cu) */
+    s->gg_use = 1;
     return RTV_OK;
 }
 

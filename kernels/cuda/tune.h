@@ -30,8 +30,8 @@ int rtv_cuda_wgemm_trace(struct rtv_stream *s, long long *out, int max_ctas);
  * when the trace is on. */
 void rtv_cuda_wgemm_chain_report(struct rtv_stream *s, void *f);
 /* matmul_rms_geglu's wgmma kernel (gemm_geglu.cu) on this stream: 1 = where the GPU and shape
- * allow (the default), 0 = the GEMM and rms_geglu. Returns whether the kernel exists here. The
- * op is in the table only with RTV_WG_GEGLU=1. */
+ * allow (the default), 0 = the GEMM and rms_geglu. Returns whether the kernel exists here:
+ * the op and its kernel are set up only with RTV_WG_GEGLU=1 at backend / stream creation. */
 int rtv_cuda_gg_tune(struct rtv_stream *s, int on);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */
