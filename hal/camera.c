@@ -16,6 +16,7 @@
 
 #include "hal/camera_slot.h"
 #include "hal/v4l2.h"
+#include "runtime/rt.h"
 #include "runtime/status.h"
 
 #define SLICE_MS 100
@@ -96,7 +97,7 @@ int rtv_camera_open(rtv_camera **out, const rtv_camera_cfg *cfg)
         return rtv_fail(RTV_E_ARG, "camera %s: width %d, height %d, fps %d, max_age_ms %d: "
                         "expected all >= 1 (fps <= 1000)", cfg->name, cfg->width, cfg->height,
                         cfg->fps, cfg->max_age_ms);
-    rtv_camera *c = calloc(1, sizeof(*c));
+    rtv_camera *c = rtv_alloc_lines(sizeof(*c)); /* its frame slot's members own lines */
     if (!c) return rtv_fail(RTV_E_NOMEM, "camera %s: no memory", cfg->name);
     c->cfg = *cfg;
     c->cfg.name[sizeof(c->cfg.name) - 1] = 0;

@@ -17,6 +17,15 @@
 
 /* ---- process ---- */
 
+void *rtv_alloc_lines(size_t bytes)
+{
+    if (bytes > SIZE_MAX - 63) return NULL;
+    const size_t n = (bytes + 63) / 64 * 64; /* aligned_alloc wants a multiple of the alignment */
+    void *p = aligned_alloc(64, n ? n : 64);
+    if (p) memset(p, 0, n ? n : 64);
+    return p;
+}
+
 void rtv_rt_process_init(rtv_rt_process *p, size_t heap_reserve_bytes)
 {
     memset(p, 0, sizeof(*p));

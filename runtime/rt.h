@@ -26,6 +26,13 @@
 #include <stdint.h>
 #include <time.h>
 
+/* ---- memory ---- */
+/* Zeroed memory aligned to a cache line (64 bytes), for objects of a type with members aligned
+ * to lines (mailbox, telemetry rings, frame slots: _Alignas(64)). malloc and calloc give 16
+ * bytes, and accessing such an object there is undefined behaviour (the compiler may use
+ * aligned vector moves on it; UBSan reports it). NULL when out of memory; free() releases it. */
+void *rtv_alloc_lines(size_t bytes);
+
 /* ---- process ---- */
 typedef struct rtv_rt_process {
     int mlocked;            /* mlockall(MCL_CURRENT|MCL_FUTURE) succeeded */

@@ -409,7 +409,7 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
     memset(res, 0, sizeof(*res));
     if (!opts->task || !*opts->task)
         return rtv_fail(RTV_E_ARG, "run: a task is required (--task \"...\")");
-    rtv_run *r = calloc(1, sizeof(*r));
+    rtv_run *r = rtv_alloc_lines(sizeof(*r)); /* the mailbox's slots own cache lines */
     if (!r) return rtv_fail(RTV_E_NOMEM, "run: out of memory");
     r->cfg = cfg;
     r->opts = opts;
@@ -465,7 +465,7 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
     for (int i = 0; i < 3; i++)
         if ((st = rtv_features_new(r->policy, &r->feat[i]))) goto out;
     if (b->capture_begin && (st = warm_graphs(r))) goto out;
-    r->mb = aligned_alloc(64, (sizeof(rtv_mailbox) + 63) / 64 * 64);
+    r->mb = rtv_alloc_lines(sizeof(rtv_mailbox));
     if (!r->mb) {
         st = rtv_fail(RTV_E_NOMEM, "run: out of memory");
         goto out;

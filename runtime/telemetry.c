@@ -161,7 +161,7 @@ int rtv_telemetry_open(rtv_telemetry **out, const char *run_dir, const rtv_tel_s
     if (ring_capacity < 2 || ring_capacity > (1 << 24))
         return rtv_fail(RTV_E_ARG, "telemetry: ring capacity %d, expected 2..%d", ring_capacity,
                         1 << 24);
-    rtv_telemetry *t = calloc(1, sizeof(*t));
+    rtv_telemetry *t = rtv_alloc_lines(sizeof(*t)); /* the rings' heads and tails own lines */
     if (!t) return rtv_fail(RTV_E_NOMEM, "telemetry: out of memory");
     t->fd = -1;
     uint64_t cap = 2;

@@ -4,6 +4,10 @@
  * Linked into a test executable, these definitions take precedence over libc's for every
  * caller in the process (the executable comes first in symbol lookup), libc's own internal
  * calls included (stdio buffers, strdup, ...). They forward to glibc's __libc_* entry points.
+ *
+ * Under AddressSanitizer or ThreadSanitizer (-Db_sanitize=...) the sanitizer owns the allocator
+ * and its interceptors allocate behind our back (strdup, ...), so replacing malloc would mix two
+ * heaps; there the counter is fed by the sanitizer's own malloc and free hooks instead.
  */
 #include <errno.h>
 #include <stddef.h>
@@ -30,6 +34,20 @@ static inline void note(void)
     if (rtv_rt_thread_is_marked()) rtv_rt_alloc_note();
 }
 
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+/* exported by libasan and libtsan (sanitizer_common), not declared in GCC 12's headers */
+int __sanitizer_install_malloc_and_free_hooks(void (*m)(const volatile void *, size_t),
+                                              void (*f)(const volatile void *));
+
+static void malloc_hook(const volatile void *p, size_t n) { note(); }
+static void free_hook(const volatile void *p) { note(); }
+
+__attribute__((constructor)) static void alloc_count_on(void)
+{
+    if (__sanitizer_install_malloc_and_free_hooks(malloc_hook, free_hook))
+        rtv_rt_alloc_set_counting(1);
+}
+#else
 __attribute__((constructor)) static void alloc_count_on(void) { rtv_rt_alloc_set_counting(1); }
 
 void *malloc(size_t n)
@@ -77,3 +95,4 @@ int posix_memalign(void **out, size_t align, size_t n)
     *out = p;
     return 0;
 }
+#endif
