@@ -11,7 +11,9 @@
  * 16, exact in bf16 (8 significant bits) and fp32. The reader checks every element of every
  * taken slot against the seq in the slot's metadata, plus a checksum over the whole buffer.
  *
- * argv[1]: backend ("cpu" in CI, "cuda" on a GPU machine; exits 77 when it is missing). */
+ * argv[1]: backend ("cpu" in CI, "cuda" on a GPU machine; exits 77 when it is missing).
+ * RTV_PUBLISH_N: publishes (default 400; scripts/sanitize.sh runs fewer, each fill being
+ * 10-20x slower under the sanitizers). */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -26,7 +28,6 @@
 
 #define N_ELEM (1u << 22)
 #define STEPS 16
-#define N_PUBLISH 400
 
 static const rtv_backend *B;
 static rtv_mailbox mb;
@@ -34,6 +35,7 @@ static void *slots[3];   /* backend buffers */
 static void *ones;       /* backend buffer of 1.0 */
 static float *base;      /* host: (i mod 7) / 8 */
 static _Atomic int writer_done;
+static uint64_t n_publish = 400;
 
 static float expect(uint64_t seq, size_t i) { return (float)(seq % 16) + (float)(i % 7) / 8.0f; }
 
@@ -46,7 +48,7 @@ static void *writer(void *arg)
         atomic_store(&writer_done, -1);
         return NULL;
     }
-    for (uint64_t k = 1; k <= N_PUBLISH; k++) {
+    for (uint64_t k = 1; k <= n_publish; k++) {
         rtv_mailbox_slot *sl = rtv_mailbox_write_slot(&mb);
         void *x = sl->payload;
         int st = B->upload(s, x, base, N_ELEM);
@@ -71,6 +73,16 @@ int main(int argc, char **argv)
     if (rtv_backend_by_name(name, &B) || !B) {
         printf("backend %s not available: skipped\n", name);
         return 77;
+    }
+    const char *np = getenv("RTV_PUBLISH_N");
+    if (np) {
+        char *end;
+        const long v = strtol(np, &end, 10);
+        if (*end || v < 20 || v > 1000000) {
+            fprintf(stderr, "RTV_PUBLISH_N=%s: expected a count 20..1000000\n", np);
+            return 2;
+        }
+        n_publish = (uint64_t)v;
     }
     base = malloc(N_ELEM * sizeof(float));
     float *one_h = malloc(N_ELEM * sizeof(float));
@@ -128,7 +140,7 @@ int main(int argc, char **argv)
     }
     pthread_join(th, NULL);
     printf("backend %s: %d publishes of %u elements, %llu slots taken and verified, "
-           "%llu torn, %llu out of order, last seq %llu\n", name, N_PUBLISH, N_ELEM,
+           "%llu torn, %llu out of order, last seq %llu\n", name, (int)n_publish, N_ELEM,
            (unsigned long long)fresh, (unsigned long long)bad,
            (unsigned long long)out_of_order, (unsigned long long)last_seq);
     CHECK(atomic_load(&writer_done) == 1);
@@ -136,7 +148,7 @@ int main(int argc, char **argv)
     CHECK(out_of_order == 0);
     CHECK_MSG(fresh >= 10, "only %llu slots taken: the test exercised too little",
               (unsigned long long)fresh);
-    CHECK(last_seq == N_PUBLISH);
+    CHECK(last_seq == n_publish);
     for (int i = 0; i < 3; i++) B->free(slots[i]);
     B->free(ones);
     B->stream_free(rs);
