@@ -8,6 +8,7 @@
 #include <jpeglib.h>
 
 #include "check.h"
+#include "fuzz.h"
 #include "runtime/status.h"
 #include "vision/image.h"
 
@@ -104,18 +105,21 @@ static void fuzz(const char *path, const uint8_t *seed, size_t n, int iters, int
 
 int main(int argc, char **argv)
 {
+    rng = fuzz_seed(rng);
     const char *d = getenv("RTV_TEST_DIR");
     char path[600];
     snprintf(path, sizeof(path), "%s/fuzz_image.bin", d ? d : "/tmp");
     uint8_t *jpg, *ppm;
     size_t nj = make_jpeg(&jpg), np = make_ppm(&ppm);
     int ok_j = 0, ok_p = 0;
-    fuzz(path, jpg, nj, 1500, &ok_j);
-    fuzz(path, ppm, np, 1500, &ok_p);
-    printf("fuzz: %d of 1500 mutated JPEGs and %d of 1500 mutated PPMs decoded\n", ok_j, ok_p);
+    const int iters = fuzz_iters(1500);
+    fuzz(path, jpg, nj, iters, &ok_j);
+    fuzz(path, ppm, np, iters, &ok_p);
+    printf("fuzz: %d of %d mutated JPEGs and %d of %d mutated PPMs decoded\n", ok_j, iters, ok_p,
+           iters);
     /* both outcomes must occur, or the mutations are not exercising the parsers */
-    CHECK(ok_j > 0 && ok_j < 1500);
-    CHECK(ok_p > 0 && ok_p < 1500);
+    CHECK(ok_j > 0 && ok_j < iters);
+    CHECK(ok_p > 0 && ok_p < iters);
     free(jpg);
     free(ppm);
     return check_report(argv[0]);

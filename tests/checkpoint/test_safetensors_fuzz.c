@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 
 #include "check.h"
+#include "fuzz.h"
 #include "runtime/safetensors.h"
 #include "runtime/status.h"
 
@@ -62,6 +63,7 @@ static const char *const frags[] = {
 
 int main(int argc, char **argv)
 {
+    rng = fuzz_seed(rng);
     const char *d = getenv("RTV_TEST_DIR");
     char dir[1024], path[1200], valid[1200];
     snprintf(dir, sizeof(dir), "%s/st_fuzz", d ? d : ".");
@@ -86,7 +88,7 @@ int main(int argc, char **argv)
     uint64_t hl = 0;
     for (int i = 7; i >= 0; i--) hl = hl << 8 | orig[i];
 
-    for (int c = 0; c < 2500; c++) {
+    for (int c = 0; c < fuzz_iters(2500); c++) {
         size_t n = len;
         memcpy(buf, orig, len);
         int muts = 1 + (int)(rnd() % 4);
@@ -105,7 +107,7 @@ int main(int argc, char **argv)
         try_file(path, buf, n, c % 10 == 0 ? RTV_ST_READ_URING : RTV_ST_MMAP);
     }
     /* Headers assembled from JSON fragments. */
-    for (int c = 0; c < 1500; c++) {
+    for (int c = 0; c < fuzz_iters(1500); c++) {
         char h[1024];
         int k = 0, nf = 1 + (int)(rnd() % 40);
         h[k++] = '{';

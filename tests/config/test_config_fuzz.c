@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "check.h"
+#include "fuzz.h"
 #include "runtime/config.h"
 #include "runtime/status.h"
 
@@ -55,6 +56,7 @@ static void mutate(char *t, size_t *n, size_t cap)
 
 int main(int argc, char **argv)
 {
+    rng = fuzz_seed(rng);
     (void)argc;
     const char *src = getenv("RTV_SRC");
     char path[1200], tmp[300], base[3][16384], t[40000];
@@ -68,7 +70,7 @@ int main(int argc, char **argv)
     snprintf(tmp, sizeof(tmp), "/tmp/rtv_fuzz_config_%d.yaml", (int)getpid());
 
     int ok = 0, failed = 0, bad_msg = 0, invalid = 0;
-    for (int it = 0; it < 3000; it++) {
+    for (int it = 0; it < fuzz_iters(3000); it++) {
         int b = (int)(next() % 3);
         size_t n = blen[b];
         memcpy(t, base[b], n + 1);
@@ -100,7 +102,7 @@ int main(int argc, char **argv)
                                   "pi0", "hold", "1,2,3", "1,,2", ",", "x", "/dev/ttyACM0", "cuda", "green" };
     int set_ok = 0, set_bad = 0;
     bad_msg = invalid = 0;
-    for (int it = 0; it < 3000; it++) {
+    for (int it = 0; it < fuzz_iters(3000); it++) {
         char key[128], assign[300];
         const rtv_cfg_key *k = &keys[next() % (unsigned)nk];
         if (k->flags & RTV_CFG_CAMERA) snprintf(key, sizeof(key), "cameras[%u].%s", next() % 4, k->path + 10);

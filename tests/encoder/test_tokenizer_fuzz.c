@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "fuzz.h"
 #include "encoder/tokenizer.h"
 #include "runtime/status.h"
 
@@ -48,6 +49,7 @@ static void exercise(const rtv_tokenizer *t, int *bad_ids)
 
 int main(int argc, char **argv)
 {
+    rng = fuzz_seed(rng);
     const char *d = getenv("RTV_TEST_DIR");
     char path[1024];
     snprintf(path, sizeof(path), "%s/fuzz_synthetic.model", d ? d : ".");
@@ -61,7 +63,7 @@ int main(int argc, char **argv)
     CHECK(len > 1000);
 
     int loaded = 0, refused = 0, bad_ids = 0, bad_codes = 0;
-    for (int c = 0; c < 4000; c++) {
+    for (int c = 0; c < fuzz_iters(4000); c++) {
         size_t n = len;
         memcpy(buf, orig, len);
         int kind = c % 5, muts = 1 + (int)(rnd() % 6);
@@ -110,7 +112,7 @@ int main(int argc, char **argv)
     rtv_tokenizer *t;
     CHECK(rtv_tokenizer_load(&t, path) == RTV_OK);
     int bad = 0;
-    for (int c = 0; c < 3000; c++) exercise(t, &bad);
+    for (int c = 0; c < fuzz_iters(3000); c++) exercise(t, &bad);
     CHECK(bad == 0);
     rtv_tokenizer_free(t);
     return check_report(argv[0]);

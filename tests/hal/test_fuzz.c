@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "fuzz.h"
 #include "hal/dynamixel.h"
 #include "hal/feetech.h"
 
@@ -73,7 +74,7 @@ static void fuzz(int dxl)
 {
     uint8_t buf[6000];
     int bad = 0, missed = 0;
-    for (int it = 0; it < 20000; it++) {
+    for (int it = 0; it < fuzz_iters(20000); it++) {
         size_t n = 0;
         int planted = 0;
         int status = (int)(rnd() & 1);
@@ -132,7 +133,7 @@ static void fuzz(int dxl)
         }
     }
     /* pure random bytes */
-    for (int it = 0; it < 10000; it++) {
+    for (int it = 0; it < fuzz_iters(10000); it++) {
         size_t n = rnd() % 600;
         for (size_t i = 0; i < n; i++) buf[i] = (uint8_t)rnd();
         drain(dxl, buf, n, (int)(it & 1), &bad);
@@ -145,6 +146,7 @@ static void fuzz(int dxl)
 
 int main(int argc, char **argv)
 {
+    rng = fuzz_seed(rng);
     (void)argc;
     fuzz(0);
     fuzz(1);
