@@ -40,6 +40,8 @@ tests)
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'
+  # the prefix's gate/up GEMM and rms_geglu as two launches (gemm_geglu.cu off)
+  RTV_WG_GEGLU=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_GEGLU=0 /'
   RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /'
   # the wgmma few-row GEMMs (wgemm.cu, opt-in): every M <= 64 matmul and rms_mlp through them
   RTV_WGMMA=1 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_WGMMA=1 /'

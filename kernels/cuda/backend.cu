@@ -382,9 +382,11 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
             b.rms_rope = rtv_cuda_rms_rope;
             b.rms_geglu = rtv_cuda_rms_geglu;
             /* the GEMM before rms_geglu and rms_geglu in one call, one wgmma kernel for the
-             * prefix's 512 rows (gemm_geglu.cu): opt-in (RTV_WG_GEGLU=1) until it has run and
-             * been measured on a GPU; without it the model calls the two ops as before */
-            if (rtv_cuda_env_switch("RTV_WG_GEGLU", 0))
+             * prefix's 512 rows (gemm_geglu.cu): VL encode 5.43 / 5.54 against 5.61 / 5.61 ms
+             * (H100, 2026-12-07, alternating in one lease; the action cycle, whose 51 rows take
+             * the two-launch fallback, unchanged); RTV_WG_GEGLU=0 leaves it out and the model
+             * calls the two ops itself */
+            if (rtv_cuda_env_switch("RTV_WG_GEGLU", 1))
                 b.matmul_rms_geglu = rtv_cuda_matmul_rms_geglu;
             /* the expert's layer tail in one persistent kernel (mlp.cu): opt-in until it wins;
              * without it the model runs the ops one by one, as it did before */

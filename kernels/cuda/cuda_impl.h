@@ -235,7 +235,7 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
                      const void *v, int ldkv, int n_k, int n_q, int n_heads, int n_kv_heads,
                      int head_dim, float scale, int limit_rows, int limit_keys, int *st);
 /* matmul_rms_geglu (backend.h): one wgmma kernel for many rows (gemm_geglu.cu, sm_90a,
- * RTV_WG_GEGLU=1), else the GEMM into gu and rms_geglu. */
+ * on unless RTV_WG_GEGLU=0), else the GEMM into gu and rms_geglu. */
 int rtv_cuda_gg_init(rtv_stream *s);
 int rtv_cuda_matmul_rms_geglu(rtv_stream *s, void *y, void *gu, const void *x, const void *w,
                               int M, int F, int K, float eps);

@@ -17,9 +17,11 @@
  * Launched programmatically: the first stages' weight tiles (no earlier kernel writes w) are
  * requested before griddepcontrol.wait, x's after it. Its ring waits trap after ~9 s instead of
  * hanging the stream (wg_wait_peers), so a fault shows as a launch error.
- * RTV_WG_GEGLU=1 puts the op in the table (opt-in: not yet run on a GPU; without it the model
- * calls matmul and rms_geglu itself); without sm_90a, or for M <= 64, F % 128 or K % 64, the
- * op runs the same two launches. */
+ * On by default (RTV_WG_GEGLU=0 leaves the op out of the table and the model calls matmul and
+ * rms_geglu itself): 127.6 us against 126.0 for cuBLASLt's GEMM + the pass in bench_matmul, but
+ * in the VL encode's graph, where it also saves the pass's launch, VL encode -0.13 ms (H100,
+ * 2026-12-07, kernels/README). Without sm_90a, or for M <= 64, F % 128 or K % 64, the op runs
+ * the same two launches. */
 #include <stdio.h>
 #include <string.h>
 
@@ -198,9 +200,9 @@ static __global__ void __launch_bounds__(GG_THREADS, 1) gg_k(const __grid_consta
 int rtv_cuda_gg_init(rtv_stream *s)
 {
     s->gg_use = s->gg_ok = 0;
-    /* nothing at all without the switch (the op is not in the table then, backend.cu); and
+    /* nothing at all with RTV_WG_GEGLU=0 (the op is not in the table then, backend.cu); and
      * nothing where the GPU is not sm_90 or has no tensor maps (wgemm_init) */
-    if (!rtv_cuda_env_switch("RTV_WG_GEGLU", 0) || !s->wg_encode) return RTV_OK;
+    if (!rtv_cuda_env_switch("RTV_WG_GEGLU", 1) || !s->wg_encode) return RTV_OK;
     cudaFuncAttributes fa;
     if (cudaFuncGetAttributes(&fa, gg_k) != cudaSuccess) { /* no sm_90a image */
         cudaGetLastError();

@@ -31,7 +31,7 @@ int rtv_cuda_wgemm_trace(struct rtv_stream *s, long long *out, int max_ctas);
 void rtv_cuda_wgemm_chain_report(struct rtv_stream *s, void *f);
 /* matmul_rms_geglu's wgmma kernel (gemm_geglu.cu) on this stream: 1 = where the GPU and shape
  * allow (the default), 0 = the GEMM and rms_geglu. Returns whether the kernel exists here:
- * the op and its kernel are set up only with RTV_WG_GEGLU=1 at backend / stream creation. */
+ * RTV_WG_GEGLU=0 at backend / stream creation leaves the op and its kernel out. */
 int rtv_cuda_gg_tune(struct rtv_stream *s, int on);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the
  * default) from now on; cached plans are dropped. */

@@ -102,7 +102,7 @@ int main(int argc, char **argv)
         shape s = sh[si];
         if (only_shape && strcmp(only_shape, s.name)) continue;
         if (s.flags & RMSGEGLU && !G->matmul_rms_geglu) {
-            printf("%-12s (matmul_rms_geglu is in the op table only with RTV_WG_GEGLU=1)\n",
+            printf("%-12s (matmul_rms_geglu is not in the op table: RTV_WG_GEGLU=0)\n",
                    s.name);
             continue;
         }

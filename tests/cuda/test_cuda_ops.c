@@ -114,7 +114,7 @@ static void t_matmul_geglu(int M, int F, int K, int ldx)
     free(x); free(w);
 }
 
-/* matmul_rms_geglu (CUDA: one wgmma kernel where RTV_WG_GEGLU=1, sm_90a, M > 64, F % 128 == 0
+/* matmul_rms_geglu (CUDA: one wgmma kernel unless RTV_WG_GEGLU=0; sm_90a, M > 64, F % 128 == 0
  * and K % 64 == 0; else the GEMM and rms_geglu) against the CPU's matmul then rms_geglu. The
  * kernel's cases: the prefix's shape scaled down in F, a last row tile cut short, fewer K steps
  * than ring stages (3, 1) and more (9: the ring wraps twice); then two fallbacks. */
@@ -405,7 +405,7 @@ int main(int argc, char **argv)
     setenv("RTV_FUSED_MLP", "1", 1); /* rms_mlp and its fused kernel (opt-in) */
     setenv("RTV_NORM_FOLD", "1", 1); /* rms_rope / rms_geglu present even if the caller's
                                       * environment switched them off */
-    setenv("RTV_WG_GEGLU", "1", 1);  /* matmul_rms_geglu's wgmma kernel (opt-in) */
+    setenv("RTV_WG_GEGLU", "1", 1);  /* matmul_rms_geglu's wgmma kernel, whatever the caller set */
     G = rtv_backend_cuda();
     if (!G) {
         printf("no CUDA device: skipped\n");
