@@ -8,7 +8,8 @@
 # ab (VL encode and
 # action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test, gg
 # (matmul_rms_geglu's wgmma kernel: its op tests, its GEMM against cuBLASLt + rms_geglu, the
-# VL encode with and without it, the policy suites with it on) (default: tests model).
+# VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
+# launches of the VL encode's slowest own kernels) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -154,4 +155,19 @@ gg)
     RTV_WG_GEGLU=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1
     RTV_WG_GEGLU=1 RTV_TEST_PI0=only timeout 200 $C/bin/test_cuda_policy 2>&1 | tail -3
   fi ;;
+ncu)
+  # Nsight Compute on the first launch of each of the VL encode's kernels in question (SigLIP's
+  # attention, the prefix's gate/up + GeGLU, rms_rope) and the action side's attention: time,
+  # throughput, occupancy, warp stall reasons. Real clocks (--clock-control none); ncu runs a
+  # kernel alone with L2 flushed, so its times are a cold-cache bound, not the graph's.
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+  for k in attn_small_k gg_k rms_rope attn_wg_k; do
+    timeout 150 $NCU --clock-control none -k regex:$k -c 1 --section SpeedOfLight \
+      --section Occupancy --section WarpStateStats --section LaunchStats --section \
+      MemoryWorkloadAnalysis $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 \
+      --iters 1 --warmup 0 > "$O/ncu_$k.txt" 2>&1
+    echo "== ncu $k rc=$?"
+    grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Achieved Occupancy|Registers Per|Block Size|Grid Size|Shared Memory Config|Warp Cycles Per Issued|L2 Hit|Stall" \
+      "$O/ncu_$k.txt" | head -24
+  done ;;
 esac; done
