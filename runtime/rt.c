@@ -15,7 +15,7 @@
 
 #include "runtime/status.h"
 
-/* ---- process ---- */
+/* ---- memory ---- */
 
 void *rtv_alloc_lines(size_t bytes)
 {
@@ -25,6 +25,8 @@ void *rtv_alloc_lines(size_t bytes)
     if (p) memset(p, 0, n ? n : 64);
     return p;
 }
+
+/* ---- process ---- */
 
 void rtv_rt_process_init(rtv_rt_process *p, size_t heap_reserve_bytes)
 {

@@ -409,7 +409,8 @@ int rtv_run_main(const rtv_config *cfg, const rtv_run_opts *opts, rtv_run_result
     memset(res, 0, sizeof(*res));
     if (!opts->task || !*opts->task)
         return rtv_fail(RTV_E_ARG, "run: a task is required (--task \"...\")");
-    rtv_run *r = rtv_alloc_lines(sizeof(*r)); /* the mailbox's slots own cache lines */
+    rtv_run *r = rtv_alloc_lines(sizeof(*r)); /* its chunk and state triple buffers' indices
+                                                * own cache lines */
     if (!r) return rtv_fail(RTV_E_NOMEM, "run: out of memory");
     r->cfg = cfg;
     r->opts = opts;
