@@ -41,6 +41,9 @@ tests)
   RTV_LT_GELU=0 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_LT_GELU=0 /'
   RTV_SKINNY=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_SKINNY=1 /'
   RTV_NORM_FOLD=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_NORM_FOLD=0 /'
+  # SigLIP's one-kernel attention with 64 rows per CTA (attn_small.cu, opt-in)
+  RTV_ATTN_RB=4 timeout 300 $C/bin/test_cuda_ops 2>&1 | tail -1 | sed 's/^/RTV_ATTN_RB=4 /'
+  RTV_ATTN_RB=4 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_ATTN_RB=4 /'
   # the prefix's gate/up GEMM and rms_geglu as two launches (gemm_geglu.cu off)
   RTV_WG_GEGLU=0 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_WG_GEGLU=0 /'
   RTV_FUSED_MLP=1 timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_FUSED_MLP=1 /'
@@ -161,13 +164,15 @@ ncu)
   # throughput, occupancy, warp stall reasons. Real clocks (--clock-control none); ncu runs a
   # kernel alone with L2 flushed, so its times are a cold-cache bound, not the graph's.
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
-  for k in attn_small_k gg_k rms_rope attn_wg_k; do
-    timeout 150 $NCU --clock-control none -k regex:$k -c 1 --section SpeedOfLight \
+  # (attn_small_k/4: the same with RTV_ATTN_RB=4, 64 rows per CTA)
+  for t in attn_small_k attn_small_k/4 gg_k rms_rope attn_wg_k; do
+    k=${t%/*} rb=2; [ "$t" != "$k" ] && rb=${t#*/}
+    RTV_ATTN_RB=$rb timeout 150 $NCU --clock-control none -k regex:$k -c 1 --section SpeedOfLight \
       --section Occupancy --section WarpStateStats --section LaunchStats --section \
       MemoryWorkloadAnalysis $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 \
-      --iters 1 --warmup 0 > "$O/ncu_$k.txt" 2>&1
-    echo "== ncu $k rc=$?"
+      --iters 1 --warmup 0 > "$O/ncu_${t/\//_rb}.txt" 2>&1
+    echo "== ncu $t rc=$?"
     grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Achieved Occupancy|Registers Per|Block Size|Grid Size|Shared Memory Config|Warp Cycles Per Issued|L2 Hit|Stall" \
-      "$O/ncu_$k.txt" | head -24
+      "$O/ncu_${t/\//_rb}.txt" | head -24
   done ;;
 esac; done

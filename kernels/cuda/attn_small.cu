@@ -3,7 +3,11 @@
  * The cuBLAS path runs three kernels per call (QK GEMM into fp32 logits, softmax into bf16
  * probabilities, PV GEMM); ncu put them at 5.3 + 6.6 + 4.8 us per SigLIP view and layer.
  *
- * Grid (heads, ceil(n_q / 32)), 8 warps: 2 blocks of 16 query rows x 4 shares of the keys.
+ * Grid (heads, ceil(n_q / (16 RB))), 4 RB warps: RB blocks of 16 query rows x 4 shares of the
+ * keys. RB = 2 (32 rows, 8 warps) by default; RTV_ATTN_RB=4 takes 64 rows per CTA (16 warps),
+ * so each CTA's copy of its head's K and V (74 KB for SigLIP) serves twice the rows: half the
+ * L2 -> shared-memory traffic (SigLIP, both views: 19 -> 9.4 MB per launch) at the same warps
+ * per SM (one CTA of 16 instead of two of 8). Opt-in: not yet run on a GPU.
  * The CTA copies the K and V rows of its kv head into shared memory once (cp.async); then each
  * warp, for its 16 rows and its half of the keys:
  *   - S = Q K^T with mma.sync m16n8k16, Q fragments straight from global memory, K fragments
@@ -21,18 +25,18 @@
  * warp's chain again. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "cuda_impl.h"
 #include "mma.cuh"
 
 #define AS_MAXK 256 /* keys */
 #define AS_KSPLIT 4 /* warps sharing a 16-row block, each over its share of the keys */
-#define AS_RB 2     /* 16-row blocks per CTA */
-#define AS_THREADS (32 * AS_KSPLIT * AS_RB)
 #define AS_HK (AS_MAXK / AS_KSPLIT)
 
-template <int HD8>
-static __global__ void __launch_bounds__(AS_THREADS)
+/* RB: 16-row blocks per CTA (2 or 4), 32 * AS_KSPLIT * RB threads */
+template <int HD8, int RB>
+static __global__ void __launch_bounds__(32 * AS_KSPLIT * RB)
     attn_small_k(bf16 *out, int ldo, const bf16 *q, int ldq, const bf16 *k, const bf16 *v,
                  int ldkv, int n_k, int n_q, int group, float scale, int limit_rows,
                  int limit_keys, size_t so, size_t sq, size_t skv)
@@ -50,7 +54,7 @@ static __global__ void __launch_bounds__(AS_THREADS)
     bf16 *ks = (bf16 *)as_sh, *vs = ks + (size_t)nkp * KS;
     const int h = blockIdx.x, warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
     const int g = lane >> 2, t = lane & 3;
-    const int kp = warp % AS_KSPLIT, row0 = blockIdx.y * (16 * AS_RB) + (warp / AS_KSPLIT) * 16;
+    const int kp = warp % AS_KSPLIT, row0 = blockIdx.y * (16 * RB) + (warp / AS_KSPLIT) * 16;
     const int share = ((n_k + AS_KSPLIT * 16 - 1) / (AS_KSPLIT * 16)) * 16;
     const int key0 = kp * share, key1 = min(n_k, key0 + share); /* this warp's keys */
     const int kvh = h / group;
@@ -209,25 +213,27 @@ static __global__ void __launch_bounds__(AS_THREADS)
 typedef void (*as_kernel)(bf16 *, int, const bf16 *, int, const bf16 *, const bf16 *, int, int,
                           int, int, float, int, int, size_t, size_t, size_t);
 
-static as_kernel as_pick(int hd)
+template <int RB>
+static as_kernel as_pick_rb(int hd)
 {
     switch (hd) {
-    case 16: return attn_small_k<2>;
-    case 32: return attn_small_k<4>;
-    case 64: return attn_small_k<8>;
-    case 72: return attn_small_k<9>;
-    case 128: return attn_small_k<16>;
+    case 16: return attn_small_k<2, RB>;
+    case 32: return attn_small_k<4, RB>;
+    case 64: return attn_small_k<8, RB>;
+    case 72: return attn_small_k<9, RB>;
+    case 128: return attn_small_k<16, RB>;
     default: return NULL;
     }
 }
+static as_kernel as_pick(int hd, int rb) { return rb == 4 ? as_pick_rb<4>(hd) : as_pick_rb<2>(hd); }
 
-/* The K and V copy, or the halves' combine area after it (2 row blocks x (O, m, l) of 32 lanes),
- * whichever is larger. */
-static size_t as_smem(int hd, int n_k)
+/* The K and V copy, or the shares' combine area after it (rb row blocks x 3 shares x (O, m, l)
+ * of 32 lanes), whichever is larger. */
+static size_t as_smem(int hd, int n_k, int rb)
 {
     int ks = hd + (((8 - hd) % 64) + 64) % 64;
     size_t kv = (size_t)2 * ((n_k + 15) & ~15) * ks * sizeof(bf16);
-    size_t cmb = (size_t)AS_RB * (AS_KSPLIT - 1) * (hd / 8 * 4 + 4) * 32 * sizeof(float);
+    size_t cmb = (size_t)rb * (AS_KSPLIT - 1) * (hd / 8 * 4 + 4) * 32 * sizeof(float);
     return kv > cmb ? kv : cmb;
 }
 
@@ -238,10 +244,14 @@ int rtv_cuda_attn_small_init(rtv_stream *s)
     CU_TRY(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
     s->attn_small = rtv_cuda_env_switch("RTV_FUSED_ATTN", 1);
     s->attn_small_smem = optin;
+    /* row blocks per CTA: 2, or 4 with RTV_ATTN_RB=4 (opt-in, see the top) */
+    const char *e = getenv("RTV_ATTN_RB");
+    s->attn_small_rb = e && !strcmp(e, "4") ? 4 : 2;
     const int hds[] = { 16, 32, 64, 72, 128 };
     for (int i = 0; i < 5; i++) {
-        size_t need = as_smem(hds[i], AS_MAXK);
-        CU_TRY(cudaFuncSetAttribute(as_pick(hds[i]), cudaFuncAttributeMaxDynamicSharedMemorySize,
+        size_t need = as_smem(hds[i], AS_MAXK, s->attn_small_rb);
+        CU_TRY(cudaFuncSetAttribute(as_pick(hds[i], s->attn_small_rb),
+                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                     (int)(need < (size_t)optin ? need : (size_t)optin)));
     }
     return RTV_OK;
@@ -264,14 +274,15 @@ int rtv_cuda_attn_small_batch(rtv_stream *s, int nb, void *out, int ldo, size_t 
                               int limit_keys, int *st)
 {
     *st = RTV_OK;
-    as_kernel kern = as_pick(head_dim);
-    size_t smem = as_smem(head_dim, n_k);
+    const int rb = s->attn_small_rb;
+    as_kernel kern = as_pick(head_dim, rb);
+    size_t smem = as_smem(head_dim, n_k, rb);
     if (!s->attn_small || !kern || n_k > AS_MAXK || smem > (size_t)s->attn_small_smem ||
         ldq % 8 || ldkv % 8 || ldo % 2 || sq % 8 || skv % 8 || so % 2 || nb < 1 || nb > 65535 ||
         ((uintptr_t)q | (uintptr_t)k | (uintptr_t)v) % 16 || (uintptr_t)out % 4)
         return 1;
-    dim3 grid(n_heads, (n_q + 16 * AS_RB - 1) / (16 * AS_RB), nb);
-    rtv_cuda_go(s, kern, grid, AS_THREADS, smem, (bf16 *)out, ldo, (const bf16 *)q, ldq,
+    dim3 grid(n_heads, (n_q + 16 * rb - 1) / (16 * rb), nb);
+    rtv_cuda_go(s, kern, grid, 32 * AS_KSPLIT * rb, smem, (bf16 *)out, ldo, (const bf16 *)q, ldq,
                 (const bf16 *)k, (const bf16 *)v, ldkv, n_k, n_q, n_heads / n_kv_heads, scale,
                 limit_rows, limit_keys, so, sq, skv);
     cudaError_t e = cudaGetLastError();

@@ -64,6 +64,7 @@ struct rtv_stream {
     int sk_regs[8][2][2];       /* [NT - 1][64 / 128 rows][1 / 2 warps per row block] */
     int sk_kw;                  /* warps per row block: 0 automatic, 1 or 2 (RTV_SKINNY_KW) */
     int attn_small, attn_small_smem; /* one-kernel attention (attn_small.cu; RTV_FUSED_ATTN=0: off) */
+    int attn_small_rb;          /* its 16-row blocks per CTA: 2, or 4 (RTV_ATTN_RB=4) */
     int wa_use;                 /* wgmma attention (attn_wg.cu; RTV_WG_ATTN: 0 off, 1 n_q <= 64 (default), 2 any) */
     int wa_push;                /* splits' rows sent by bulk copies (RTV_WG_ATTN_PUSH=0: pull) */
     int wa_split;               /* it runs in SM-share streams too (RTV_WG_ATTN_SPLIT=0: not) */
