@@ -31,10 +31,12 @@ static inline uint64_t fuzz_seed(uint64_t dflt)
     return fuzz_env_("RTV_FUZZ_SEED", 1, UINT64_MAX, dflt);
 }
 
-/* n iterations, times RTV_FUZZ_SCALE */
+/* n iterations, times RTV_FUZZ_SCALE (read once: the loops call this in their condition) */
 static inline int fuzz_iters(int n)
 {
-    return (int)(n * fuzz_env_("RTV_FUZZ_SCALE", 1, 100000, 1));
+    static unsigned long long scale;
+    if (!scale) scale = fuzz_env_("RTV_FUZZ_SCALE", 1, 100000, 1);
+    return (int)(n * scale);
 }
 
 #endif
