@@ -9,7 +9,8 @@
 # action cycle under each of AB_VARIANTS, environment settings, in one lease), pi0test, gg
 # (matmul_rms_geglu's wgmma kernel: its op tests, its GEMM against cuBLASLt + rms_geglu, the
 # VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
-# launches of the VL encode's slowest own kernels) (default: tests model).
+# launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
+# GEMMs) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -175,4 +176,16 @@ ncu)
     grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Achieved Occupancy|Registers Per|Block Size|Grid Size|Shared Memory Config|Warp Cycles Per Issued|L2 Hit|Stall" \
       "$O/ncu_${t/\//_rb}.txt" | head -24
   done ;;
+ncumm)
+  # Nsight Compute on the VL encode's first cuBLAS GEMMs (the patch embedding, then SigLIP
+  # layer 0's qkv, o, fc1, fc2): grid, cluster, registers, and whether L2 or DRAM or the
+  # tensor pipes bound them (real clocks, one launch each, cold L2)
+  NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | tail -1)
+  timeout 200 $NCU --clock-control none -k regex:'gemm|nvjet|xmma|sm90' -c 6 --section \
+    SpeedOfLight --section LaunchStats --section MemoryWorkloadAnalysis --section Occupancy \
+    $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 1 --warmup 0 \
+    > "$O/ncu_mm.txt" 2>&1
+  echo "== ncu mm rc=$?"
+  grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Cluster Size|Registers Per|Block Size|Grid Size|L2 Hit|Mem Busy|Max Bandwidth|Dynamic Shared" \
+    "$O/ncu_mm.txt" | head -120 ;;
 esac; done

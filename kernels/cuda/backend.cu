@@ -136,7 +136,8 @@ static int cuda_stream_new(rtv_stream **out)
     s->rope_heads = rtv_cuda_env_switch("RTV_ROPE_HEADS", 1);
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
         (st = rtv_cuda_mlp_init(s)) || (st = rtv_cuda_wgemm_init(s)) ||
-        (st = rtv_cuda_attn_wg_init(s)) || (st = rtv_cuda_gg_init(s)))
+        (st = rtv_cuda_attn_wg_init(s)) || (st = rtv_cuda_gg_init(s)) ||
+        (st = rtv_cuda_gm_init(s)))
         goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||

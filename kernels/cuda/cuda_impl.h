@@ -70,6 +70,9 @@ struct rtv_stream {
     int wa_split;               /* it runs in SM-share streams too (RTV_WG_ATTN_SPLIT=0: not) */
     int gg_use;                 /* matmul_rms_geglu as one wgmma kernel (RTV_WG_GEGLU) */
     int gg_ok;                  /* that kernel exists here (sm_90a image, tensor maps) */
+    int gm_use, gm_ok;          /* matmul for M > 64 on gemm_mc.cu (RTV_GM=1: on); exists here */
+    int gm_bn, gm_cm, gm_sk;    /* its configuration fixed by rtv_cuda_gm_tune (0: planned) */
+    int gm_clusters[3][9];      /* [tile width] [cluster size]: clusters that fit at once */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */
     int wa_trace_ctas;
     int lt_algo;                /* index into cuBLASLt's heuristic list (tune.h; 0 = its choice) */
@@ -240,6 +243,12 @@ int rtv_cuda_attn_wg(rtv_stream *s, void *out, int ldo, const void *q, int ldq, 
 int rtv_cuda_gg_init(rtv_stream *s);
 int rtv_cuda_matmul_rms_geglu(rtv_stream *s, void *y, void *gu, const void *x, const void *w,
                               int M, int F, int K, float eps);
+/* matmul for M > 64 on wgmma with multicast weight tiles and in-cluster K splits (gemm_mc.cu;
+ * sm_90a, opt-in RTV_GM=1): returns 1 when the call is not its (cuBLASLt runs it), else 0
+ * with *st set. */
+int rtv_cuda_gm_init(rtv_stream *s);
+int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                const void *bias, int M, int N, int K, int flags, int *st);
 /* attention_batch: one attn_small launch, or attention() per item. */
 int rtv_cuda_attention_batch(rtv_stream *s, int nb, void *out, int ldo, size_t so, const void *q,
                              int ldq, size_t sq, const void *k, const void *v, int ldkv,

@@ -126,6 +126,7 @@ int rtv_cuda_matmul(rtv_stream *s, void *y, int ldy, const void *x, int ldx, con
     int st;
     if (!rtv_cuda_wgemm(s, y, ldy, x, ldx, w, bias, M, N, K, flags, &st)) return st;
     if (!rtv_cuda_skinny(s, y, ldy, x, ldx, w, bias, M, N, K, flags, &st)) return st;
+    if (!rtv_cuda_gm(s, y, ldy, x, ldx, w, bias, M, N, K, flags, &st)) return st;
     const int lt_gelu = (flags & RTV_MM_GELU) && s->lt_gelu;
     struct rtv_lt_plan *p = plan_get(s, M, N, K, ldx, ldy, (bias != NULL) | (lt_gelu << 1), accum,
                                      &st);

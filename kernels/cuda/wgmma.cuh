@@ -143,6 +143,30 @@ static __device__ __forceinline__ float wg_ld_peer(const float *p, unsigned rank
     asm volatile("ld.shared::cluster.f32 %0, [%1];" : "=f"(v) : "r"(a) : "memory");
     return v;
 }
+/* box at (column c0, row c1) of map m -> dst in every cluster CTA of mask (the same shared
+ * memory offset in each), completing its bytes on each one's barrier at b's offset */
+static __device__ __forceinline__ void wg_tma_mc(void *dst, const CUtensorMap *m, int c0, int c1,
+                                                 uint64_t *b, unsigned short mask)
+{
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes"
+                 ".multicast::cluster [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(wg_saddr(dst)),
+                 "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(wg_saddr(b)), "h"(mask)
+                 : "memory");
+}
+/* arrive on the barrier at b's offset in cluster CTA `rank` (release at cluster scope: our
+ * reads of the stage it guards are done) */
+static __device__ __forceinline__ void wg_arrive_peer(uint64_t *b, unsigned rank)
+{
+    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(
+                     wg_peer(b, rank))
+                 : "memory");
+}
+static __device__ __forceinline__ unsigned wg_cluster_rank(void)
+{
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
 #endif
 
 #endif

@@ -76,7 +76,12 @@ int main(int argc, char **argv)
                      { "sk bn64 50%", 1, 1, 50 }, { "sk bn128 50%", 1, 2, 50 },
                      { "sk bn64 200%", 1, 1, 200 }, { "sk bn128 200%", 1, 2, 200 },
                      { "lt algo 1", -1, 1, 0 }, { "lt algo 2", -1, 2, 0 }, { "lt algo 3", -1, 3, 0 },
-                     { "lt algo 4", -1, 4, 0 }, { "lt algo 5", -1, 5, 0 } };
+                     { "lt algo 4", -1, 4, 0 }, { "lt algo 5", -1, 5, 0 },
+                     /* gemm_mc.cu for M > 64: planned, and fixed as tile width / cm / sk */
+                     { "mc", 3, 0, 0 }, { "mc 128/4/1", 3, 128, 41 }, { "mc 160/4/1", 3, 160, 41 },
+                     { "mc 96/4/2", 3, 96, 42 }, { "mc 128/4/2", 3, 128, 42 },
+                     { "mc 128/2/2", 3, 128, 22 }, { "mc 160/2/3", 3, 160, 23 },
+                     { "mc 160/4/2", 3, 160, 42 }, { "mc 128/1/1", 3, 128, 11 } };
     const int NV = sizeof(va) / sizeof(va[0]), L = 64;
     { /* the floor: a graph of tiny kernels (axpy on 64 elements) */
         void *v, *graph = NULL;
@@ -132,7 +137,10 @@ int main(int argc, char **argv)
         for (int v = 0; v < NV; v++) {
             if (v && only_var && strcmp(only_var, va[v].name)) continue;
             /* the few-row kernels do not take M > 64; matmul_rms_geglu's kernel is "wgmma" */
-            if (s.M > 64 && va[v].mode > 0 && !(s.flags & RMSGEGLU && va[v].mode == 2)) continue;
+            if (s.M > 64 && va[v].mode > 0 && va[v].mode != 3 &&
+                !(s.flags & RMSGEGLU && va[v].mode == 2))
+                continue;
+            if (va[v].mode == 3 && (s.M <= 64 || s.flags & (GEGLU | RMSGEGLU))) continue;
             if (va[v].mode < 0 && !only_var) continue; /* cuBLASLt's candidates: on request */
             if (va[v].mode < 0) { /* cuBLASLt's wk-th candidate */
                 rtv_cuda_matmul_tune(S, 0, 0, 0);
@@ -143,6 +151,20 @@ int main(int argc, char **argv)
             }
             rtv_cuda_wgemm_tune(S, va[v].mode == 2); /* the wgmma kernel (wgemm.cu) */
             rtv_cuda_gg_tune(S, va[v].mode == 2);    /* and matmul_rms_geglu's (gemm_geglu.cu) */
+            /* matmul's kernel for M > 64 (gemm_mc.cu): in its variants only */
+            if (!rtv_cuda_gm_tune(S, va[v].mode == 3, va[v].wk, va[v].pct / 10, va[v].pct % 10) &&
+                va[v].mode == 3) {
+                printf("%-12s %-12s (no gemm_mc kernel here)\n", s.name, va[v].name);
+                continue;
+            }
+            if (va[v].mode == 3) {
+                char cfg[96];
+                if (!rtv_cuda_gm_describe(S, s.M, s.N, s.K, cfg, sizeof(cfg))) {
+                    printf("%-12s %-12s (does not fit this shape)\n", s.name, va[v].name);
+                    continue;
+                }
+                if (!va[v].wk) printf("%-12s %-12s plan: %s\n", s.name, va[v].name, cfg);
+            }
             /* correctness: one launch from y0 */
             if (G->copy2d(S, y, s.N, y0, s.N, s.M, s.N) ||
                 (s.flags & RMSGEGLU ? G->matmul_rms_geglu(S, y2, y, x, w[0], s.M, s.N / 2, s.K,

@@ -94,6 +94,38 @@ static void t_matmul(int M, int N, int K, int flags, int bias)
     t_matmul_ld(M, N, K, flags, bias, K, N);
 }
 
+/* matmul for M > 64 through gemm_mc.cu (sm_90a; elsewhere these run cuBLASLt and still must
+ * match): SigLIP's shapes as planned, then every tile width with multicast groups and K splits
+ * on shapes with a short last row tile, a short last column tile, a K tail and wide strides.
+ * Each fixed configuration must really run (rtv_cuda_gm_describe), not fall back. */
+static void t_matmul_mc(void)
+{
+    char cfg[96];
+    const int have = rtv_cuda_gm_tune(gs, 1, 0, 0, 0);
+    const int fl[] = { 0, RTV_MM_GELU, RTV_MM_ACCUM };
+    t_matmul(512, 3456, 1152, 0, 1);            /* SigLIP qkv */
+    t_matmul(512, 1152, 1152, RTV_MM_ACCUM, 1); /* o-proj + residual */
+    t_matmul(512, 4304, 1152, RTV_MM_GELU, 1);  /* fc1 + GELU */
+    t_matmul(512, 1152, 4304, RTV_MM_ACCUM, 1); /* fc2 + residual: K % 64 != 0 */
+    t_matmul(512, 2048, 16384, RTV_MM_ACCUM, 0); /* the prefix's down-proj */
+    t_matmul(65, 96, 64, 0, 1);                 /* the fewest rows it takes */
+    t_matmul(100, 40, 72, RTV_MM_SILU, 1);      /* SiLU: never its (cuBLASLt) */
+    const int cf[][3] = { { 128, 1, 1 }, { 128, 4, 1 }, { 160, 4, 2 }, { 96, 2, 3 },
+                          { 128, 2, 4 }, { 96, 4, 2 }, { 160, 1, 8 } };
+    for (size_t i = 0; i < sizeof(cf) / sizeof(cf[0]); i++) {
+        rtv_cuda_gm_tune(gs, 1, cf[i][0], cf[i][1], cf[i][2]);
+        if (have)
+            CHECK_MSG(rtv_cuda_gm_describe(gs, 300, 520, 456, cfg, sizeof(cfg)),
+                      "gemm_mc %d/%d/%d does not take 300 x 520 x 456", cf[i][0], cf[i][1],
+                      cf[i][2]);
+        for (int f = 0; f < 3; f++) {
+            t_matmul(300, 520, 456, fl[f], f != 2);
+            t_matmul_ld(129, 264, 1000, fl[f], 1, 1000 + 24, 264 + 8);
+        }
+    }
+    rtv_cuda_gm_tune(gs, 1, 0, 0, 0); /* planned again, as the stream started */
+}
+
 /* matmul_geglu (CUDA: the few-row kernel's GeGLU epilogue where it takes the shape, else
  * cuBLASLt + the geglu pass) against the CPU's matmul then geglu: fused shapes (one row, the
  * expert's MLP, a row stride wider than K) and the two fallbacks (an F no tile divides, M > 64). */
@@ -440,6 +472,7 @@ int main(int argc, char **argv)
         t_matmul_geglu(100, 128, 256, 256);   /* M > 64: cuBLASLt + geglu */
     }
     rtv_cuda_matmul_tune(gs, 0, 0, 0);
+    t_matmul_mc();
     t_matmul_rms_geglu(512, 1024, 2048);
     t_matmul_rms_geglu(200, 256, 192);
     t_matmul_rms_geglu(130, 128, 64);

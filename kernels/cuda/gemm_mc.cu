@@ -1,0 +1,385 @@
+/* kernels/cuda/gemm_mc.cu — y[M, N] = epi(x[M, K] . w[N, K]^T + bias) for many rows (M > 64)
+ * on Hopper (wgmma + TMA multicast, sm_90a): SigLIP's and the prefix's GEMMs, in place of
+ * cuBLASLt where the shape is small for the GPU.
+ *
+ * Why: at 512 rows cuBLASLt runs SigLIP's GEMMs at 190-400 TFLOP/s (bench_matmul, H100): its
+ * 128 x 128 tiles give N = 1152 only 36 CTAs, and N = 4304 136 (two waves on 132 SMs); and
+ * every CTA reads its whole x row block and w column block from L2, so a GEMM with K = 1152
+ * moves 20-80 MB from L2 to the SMs for 1-5 GFLOP.
+ *
+ * A CTA computes 128 rows x BN columns (BN = 96, 128 or 160, a template parameter) over a
+ * range of K: warpgroup 0 is the producer (one thread issues the TMA copies of a ring of 64-wide
+ * K steps), warpgroups 1 and 2 multiply 64 rows each (wgmma m64nBNk16, both operands from
+ * shared memory). The grid is (row tiles, column tiles, K splits), in clusters of cm x 1 x sk:
+ * - the cm CTAs of a cluster that share a column tile and K range (different row tiles) each
+ *   load 1/cm of the weight tile and multicast it to all cm, so the weights cross from L2 once
+ *   per cluster instead of once per CTA; a stage is free again only when all cm CTAs have
+ *   consumed it (their consumers arrive on every group member's empty barrier);
+ * - the sk CTAs that share a tile (different K ranges) leave their fp32 partials in shared
+ *   memory, and each sums 1/sk of the tile's columns from its peers over DSMEM before the
+ *   epilogue (no global workspace, no second kernel).
+ * The epilogue adds the bias, applies GELU-tanh (RTV_MM_GELU) or adds y's old value
+ * (RTV_MM_ACCUM, the residual), rounds once to bf16 and stores from the accumulators.
+ * Launched programmatically: the weight tiles of the first stages are requested before
+ * griddepcontrol.wait, x's after it; the ring waits trap after ~9 s instead of hanging.
+ *
+ * The tile, cm and sk come from a cost model per shape (gm_plan), or from rtv_cuda_gm_tune.
+ * Opt-in (RTV_GM=1) until measured on a GPU; matmul otherwise runs cuBLASLt. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda.h>
+
+#include "cuda_impl.h"
+#include "mma.cuh"
+#include "tmap.h"
+#include "tune.h"
+#include "wgmma.cuh"
+#ifdef WG_KERNEL
+#include "wgmma_n.cuh"
+#endif
+
+#define GM_BM 128                /* rows per CTA: two consumer warpgroups of 64 */
+#define GM_BK 64                 /* K per stage: one 128-byte swizzled row */
+#define GM_A (GM_BM * 128)       /* bytes of a stage's x tile */
+#define GM_THREADS 384
+#define GM_RING (192 * 1024)     /* ring bytes at most */
+#define GM_MAXCL 8               /* cluster size (portable) */
+
+template <int BN> struct gm_cfg {
+    static constexpr int B = BN * 128; /* bytes of a stage's w tile */
+    static constexpr int STAGE = GM_A + B;
+    static constexpr int ST = GM_RING / STAGE > 8 ? 8 : GM_RING / STAGE;
+    static constexpr int SMEM = 1024 + ST * STAGE + 2 * ST * 8;
+    static_assert(GM_BM * BN * 4 <= ST * STAGE, "the split partials must fit the ring");
+};
+
+struct gm_args {
+    CUtensorMap tx, tw; /* x: box 64 x 128 rows; w: box 64 x BN / cm rows */
+    bf16 *y;
+    const bf16 *bias;
+    int M, N, KT, kper, ldy; /* KT: 64-wide K steps; kper: steps per split */
+    int cm, sk, gelu, accum;
+};
+
+#ifdef WG_KERNEL
+template <int BN>
+static __device__ __forceinline__ void gm_mma(float *d, uint64_t da, uint64_t db, int acc)
+{
+    if constexpr (BN == 96) wg_mma_n96(d, da, db, acc);
+    else if constexpr (BN == 128) wg_mma_n128(d, da, db, acc);
+    else wg_mma_n160(d, da, db, acc);
+}
+/* the cluster barrier for threads that may have diverged (the producer warp) */
+static __device__ __forceinline__ void gm_cluster_sync(void)
+{
+    asm volatile("barrier.cluster.arrive.release;" ::: "memory");
+    asm volatile("barrier.cluster.wait.acquire;" ::: "memory");
+}
+#endif
+
+template <int BN>
+static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_constant__ gm_args a)
+{
+#ifdef WG_KERNEL
+    typedef gm_cfg<BN> C;
+    extern __shared__ __align__(1024) unsigned char gm_raw[];
+    unsigned char *sh = gm_raw + ((1024 - (wg_saddr(gm_raw) & 1023)) & 1023);
+    uint64_t *full = (uint64_t *)(sh + C::ST * C::STAGE), *empty = full + C::ST;
+    const int tid = threadIdx.x, wg = tid >> 7;
+    const int cm = a.cm, ncl = a.cm * a.sk;
+    /* cluster (cm, 1, sk): rank = x + cm z; our multicast group is the cm CTAs of our z */
+    const unsigned mr = blockIdx.x % cm, zr = blockIdx.z, base = zr * cm;
+    const int m0 = blockIdx.x * GM_BM, n0 = blockIdx.y * BN;
+    const int kb = blockIdx.z * a.kper, nk = min(a.KT - kb, a.kper);
+    rtv_griddep_launch();
+    if (tid == 0) {
+        for (int i = 0; i < C::ST; i++) {
+            wg_bar_init(&full[i], 1);
+            wg_bar_init(&empty[i], 8 * cm); /* lane 0 of each consumer warp of the group */
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    if (ncl > 1) gm_cluster_sync(); /* the peers' barriers exist before we copy into them */
+    else __syncthreads();
+    float d[BN / 2];
+    const int c = wg - 1, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
+    if (wg == 0) { /* the producer */
+        if (tid == 0) {
+            const int pre = nk < C::ST ? nk : C::ST, brows = BN / cm;
+            const unsigned short mask = (unsigned short)(((1u << cm) - 1u) << base);
+            unsigned char *bdst = sh + GM_A + mr * brows * 128;
+            for (int k = 0; k < pre; k++) { /* w is no earlier kernel's output */
+                wg_expect(&full[k], C::STAGE);
+                if (cm > 1)
+                    wg_tma_mc(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, n0 + mr * brows,
+                              &full[k], mask);
+                else
+                    wg_tma(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, n0, &full[k]);
+            }
+            rtv_griddep_wait(); /* x is */
+            for (int k = 0; k < pre; k++)
+                wg_tma(sh + k * C::STAGE, &a.tx, (kb + k) * GM_BK, m0, &full[k]);
+            for (int k = pre; k < nk; k++) {
+                const int s = k % C::ST;
+                unsigned char *st = sh + s * C::STAGE;
+                /* load k - ST consumed by every CTA of the group */
+                wg_wait_peers(&empty[s], ((k / C::ST) - 1) & 1);
+                wg_expect(&full[s], C::STAGE);
+                wg_tma(st, &a.tx, (kb + k) * GM_BK, m0, &full[s]);
+                if (cm > 1)
+                    wg_tma_mc(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, n0 + mr * brows,
+                              &full[s], mask);
+                else
+                    wg_tma(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, n0, &full[s]);
+            }
+        }
+    } else {
+        rtv_griddep_wait(); /* (before the epilogue reads y) */
+        for (int k = 0; k < nk; k++) {
+            const int s = k % C::ST;
+            const unsigned char *st = sh + s * C::STAGE;
+            wg_wait_peers(&full[s], (k / C::ST) & 1);
+            wg_fence();
+            const uint64_t da = wg_desc(st + c * (GM_A / 2)), db = wg_desc(st + GM_A);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) gm_mma<BN>(d, da + 2 * kk, db + 2 * kk, k > 0 || kk > 0);
+            wg_commit();
+            wg_wait_group<1>(); /* the previous step's MMAs are done with their stage */
+            if (k > 0 && lane == 0) {
+                const int ps = (k - 1) % C::ST;
+                if (cm > 1)
+                    for (int j = 0; j < cm; j++) wg_arrive_peer(&empty[ps], base + j);
+                else
+                    wg_arrive(&empty[ps]);
+            }
+        }
+        wg_wait_group<0>();
+    }
+    /* K splits: partials into our (now idle) ring, [BN / 8][256 threads] float4 */
+    float4 *stg = (float4 *)sh;
+    const int ct = tid - 128;
+    if (a.sk > 1) {
+        if (wg > 0) {
+#pragma unroll
+            for (int j = 0; j < BN / 8; j++)
+                stg[j * 256 + ct] = make_float4(d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3]);
+        }
+        gm_cluster_sync();
+    }
+    if (wg > 0) {
+        const int r0 = m0 + c * 64 + 16 * warp + g, r1 = r0 + 8;
+#pragma unroll
+        for (int j = 0; j < BN / 8; j++) {
+            if (j % a.sk != (int)zr) continue; /* a peer split's columns */
+            float v[4] = { d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3] };
+            for (int z = 0; z < a.sk; z++) {
+                if (z == (int)zr) continue;
+                const float4 p = wg_ld_peer4((const float *)&stg[j * 256 + ct], mr + z * cm);
+                v[0] += p.x; v[1] += p.y; v[2] += p.z; v[3] += p.w;
+            }
+            const int col = n0 + 8 * j + 2 * q4;
+            if (col >= a.N) continue; /* N % 8 == 0: col + 1 < N too */
+            float b0 = 0.f, b1 = 0.f;
+            if (a.bias) {
+                const uint32_t bb = *(const uint32_t *)(a.bias + col);
+                b0 = __uint_as_float(bb << 16);
+                b1 = __uint_as_float(bb & 0xFFFF0000u);
+            }
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int row = h ? r1 : r0;
+                if (row >= a.M) continue;
+                float v0 = v[2 * h] + b0, v1 = v[2 * h + 1] + b1;
+                uint32_t *py = (uint32_t *)(a.y + (size_t)row * a.ldy + col);
+                if (a.gelu) {
+                    v0 = rtv_gelu_tanh(v0);
+                    v1 = rtv_gelu_tanh(v1);
+                } else if (a.accum) {
+                    const uint32_t o = *py;
+                    v0 += __uint_as_float(o << 16);
+                    v1 += __uint_as_float(o & 0xFFFF0000u);
+                }
+                *py = rtv_pack_bf16x2(v0, v1);
+            }
+        }
+    }
+    /* no CTA leaves while a peer may still arrive on its barriers or read its partials */
+    if (ncl > 1) gm_cluster_sync();
+#else
+    (void)a; /* not an sm_90a build: never launched (gm_ok is 0) */
+#endif
+}
+
+#define GM_NBN 3
+static const int gm_bns[GM_NBN] = { 96, 128, 160 };
+
+static int gm_smem(int bn)
+{
+    return bn == 96 ? gm_cfg<96>::SMEM : bn == 128 ? gm_cfg<128>::SMEM : gm_cfg<160>::SMEM;
+}
+
+static int gm_func_attr(int bn, const void **fn)
+{
+    *fn = bn == 96 ? (const void *)gm_k<96> : bn == 128 ? (const void *)gm_k<128>
+                                                         : (const void *)gm_k<160>;
+    return gm_smem(bn);
+}
+
+int rtv_cuda_gm_init(rtv_stream *s)
+{
+    s->gm_use = s->gm_ok = 0;
+    s->gm_bn = s->gm_cm = s->gm_sk = 0;
+    memset(s->gm_clusters, 0, sizeof(s->gm_clusters));
+    if (!s->wg_encode) return RTV_OK; /* not sm_90 or no tensor maps (wgemm_init) */
+    for (int i = 0; i < GM_NBN; i++) {
+        const void *fn;
+        const int smem = gm_func_attr(gm_bns[i], &fn);
+        cudaFuncAttributes fa;
+        if (cudaFuncGetAttributes(&fa, fn) != cudaSuccess) { /* no sm_90a image */
+            cudaGetLastError();
+            return RTV_OK;
+        }
+        CU_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+        /* how many clusters of each size fit at once (one CTA per SM): a plan whose CTAs do
+         * not all fit would run in two waves */
+        for (int n = 1; n <= GM_MAXCL; n++) {
+            cudaLaunchConfig_t cfg = {};
+            cudaLaunchAttribute at;
+            cfg.gridDim = dim3(n, 1, 1);
+            cfg.blockDim = dim3(GM_THREADS);
+            cfg.dynamicSmemBytes = smem;
+            at.id = cudaLaunchAttributeClusterDimension;
+            at.val.clusterDim.x = n;
+            at.val.clusterDim.y = at.val.clusterDim.z = 1;
+            cfg.attrs = &at;
+            cfg.numAttrs = 1;
+            int nc = 0;
+            if (cudaOccupancyMaxActiveClusters(&nc, fn, &cfg) != cudaSuccess) {
+                cudaGetLastError();
+                nc = 0;
+            }
+            s->gm_clusters[i][n] = nc;
+        }
+    }
+    s->gm_ok = 1;
+    s->gm_use = rtv_cuda_env_switch("RTV_GM", 0); /* opt-in until measured (top) */
+    return RTV_OK;
+}
+
+extern "C" int rtv_cuda_gm_tune(rtv_stream *s, int on, int bn, int cm, int sk)
+{
+    s->gm_use = on && s->gm_ok;
+    s->gm_bn = bn;
+    s->gm_cm = cm;
+    s->gm_sk = sk;
+    return s->gm_ok;
+}
+
+typedef struct {
+    int bni, bn, cm, sk, mt, nt, kper;
+} gm_plan_t;
+
+/* Checks one configuration; fills p and returns its estimated time in us, or -1 when the
+ * shape does not allow it or its CTAs would not all fit on the GPU at once. */
+static double gm_try(const rtv_stream *s, int M, int N, int K, int bni, int cm, int sk,
+                     gm_plan_t *p)
+{
+    const int bn = gm_bns[bni], KT = rtv_cdiv(K, GM_BK);
+    if (cm < 1 || sk < 1 || cm * sk > GM_MAXCL || bn % (8 * cm) || sk > KT) return -1;
+    const int kper = rtv_cdiv(KT, sk);
+    if ((sk - 1) * kper >= KT) return -1; /* a split without K steps */
+    const int mt = rtv_cdiv(rtv_cdiv(M, GM_BM), cm) * cm, nt = rtv_cdiv(N, bn);
+    if (nt > 65535 || sk > 65535) return -1;
+    const long ctas = (long)mt * nt * sk;
+    const int fit = s->gm_clusters[bni][cm * sk] * cm * sk;
+    const int sms = s->sm_count > 0 ? s->sm_count : fit;
+    if (ctas > fit || ctas > sms) return -1;
+    /* per CTA: its MMAs at ~6.5 TFLOP/s (H100 dense bf16 per SM, less for the narrow tile),
+     * its bytes in at ~100 GB/s; the whole: L2 -> SM traffic at ~5.5 TB/s (x once per column
+     * tile, w once per cluster group); the split exchange; a fixed start */
+    const double flop = 2.0 * GM_BM * bn * kper * GM_BK;
+    const double t_mma = flop / (bn >= 128 ? 6.5e6 : 5.8e6);
+    const double b_cta = (double)(GM_BM + bn) * kper * GM_BK * 2;
+    const double t_in = b_cta / 1.0e5;
+    const double traffic =
+        ((double)nt * mt * GM_BM * K + (double)(mt / cm) * nt * bn * K) * 2;
+    const double t_l2 = traffic / 5.5e6;
+    double t = t_mma > t_in ? t_mma : t_in;
+    if (t_l2 > t) t = t_l2;
+    t += 1.5 + (sk > 1 ? 0.6 + GM_BM * bn * 4.0 * (sk - 1) / 2.0e5 : 0);
+    p->bni = bni; p->bn = bn; p->cm = cm; p->sk = sk; p->mt = mt; p->nt = nt; p->kper = kper;
+    return t;
+}
+
+static int gm_plan(const rtv_stream *s, int M, int N, int K, gm_plan_t *p)
+{
+    if (s->gm_bn) { /* rtv_cuda_gm_tune's fixed choice */
+        for (int i = 0; i < GM_NBN; i++)
+            if (gm_bns[i] == s->gm_bn) return gm_try(s, M, N, K, i, s->gm_cm, s->gm_sk, p) >= 0;
+        return 0;
+    }
+    double best = -1;
+    for (int i = 0; i < GM_NBN; i++)
+        for (int cm = 1; cm <= 4; cm *= 2)
+            for (int sk = 1; sk <= GM_MAXCL / cm; sk++) {
+                gm_plan_t q;
+                const double t = gm_try(s, M, N, K, i, cm, sk, &q);
+                if (t >= 0 && (best < 0 || t < best)) {
+                    best = t;
+                    *p = q;
+                }
+            }
+    return best >= 0;
+}
+
+extern "C" int rtv_cuda_gm_describe(rtv_stream *s, int M, int N, int K, char *buf, int n)
+{
+    gm_plan_t p;
+    if (!s->gm_ok || !gm_plan(s, M, N, K, &p)) {
+        snprintf(buf, n, "none");
+        return 0;
+    }
+    snprintf(buf, n, "%dx%d tiles, cluster %dx1x%d, %d CTAs", GM_BM, p.bn, p.cm, p.sk,
+             p.mt * p.nt * p.sk);
+    return 1;
+}
+
+int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const void *w,
+                const void *bias, int M, int N, int K, int flags, int *st)
+{
+    *st = RTV_OK;
+    if (!s->gm_use || M <= 64 || (flags & ~(RTV_MM_GELU | RTV_MM_ACCUM)) ||
+        (flags & RTV_MM_GELU && !s->lt_gelu) || N % 8 || K % 8 || ldx % 8 || ldy % 2 ||
+        (((uintptr_t)x | (uintptr_t)w) % 16) || ((uintptr_t)y | (uintptr_t)bias) % 4)
+        return 1;
+    gm_plan_t p;
+    if (!gm_plan(s, M, N, K, &p)) return 1;
+    gm_args a;
+    memset(&a, 0, sizeof(a));
+    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, GM_BM) ||
+        rtv_cuda_tmap_bf16(s->wg_encode, &a.tw, w, N, K, K, p.bn / p.cm))
+        return 1;
+    a.y = (bf16 *)y;
+    a.bias = (const bf16 *)bias;
+    a.M = M; a.N = N; a.KT = rtv_cdiv(K, GM_BK); a.kper = p.kper; a.ldy = ldy;
+    a.cm = p.cm; a.sk = p.sk; a.gelu = (flags & RTV_MM_GELU) != 0;
+    a.accum = (flags & RTV_MM_ACCUM) != 0;
+    const void *fn;
+    const int smem = gm_func_attr(p.bn, &fn);
+    cudaLaunchAttribute attr[2];
+    cudaLaunchConfig_t cfg = rtv_cuda_launch_cfg(s, attr, dim3(p.mt, p.nt, p.sk),
+                                                 dim3(GM_THREADS), smem, 1);
+    if (p.cm * p.sk > 1) {
+        attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
+        attr[cfg.numAttrs].val.clusterDim.x = p.cm;
+        attr[cfg.numAttrs].val.clusterDim.y = 1;
+        attr[cfg.numAttrs].val.clusterDim.z = p.sk;
+        cfg.numAttrs++;
+    }
+    void *args[] = { &a };
+    const cudaError_t e = cudaLaunchKernelExC(&cfg, fn, args);
+    if (e != cudaSuccess) *st = rtv_cuda_fail(e, "gemm_mc launch", __FILE__, __LINE__);
+    return 0;
+}
