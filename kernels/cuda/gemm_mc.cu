@@ -101,6 +101,8 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
+    /* (the ranks above assume x fastest in the cluster's rank order: trap, not corrupt) */
+    if (ncl > 1 && tid == 0 && wg_cluster_rank() != mr + base) __trap();
     if (ncl > 1) gm_cluster_sync(); /* the peers' barriers exist before we copy into them */
     else __syncthreads();
     float d[BN / 2];
