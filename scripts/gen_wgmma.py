@@ -5,7 +5,7 @@ are long and regular, so they are generated rather than typed: run it after chan
 import os
 import sys
 
-SHAPES = (96, 128, 160)
+SHAPES = (96, 128, 160, 192, 256)
 
 def wrap(items, lead, tail, width=100):
     """items joined by ", " in lines of at most width columns, each lead + ... + tail"""

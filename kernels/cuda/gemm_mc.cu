@@ -7,14 +7,16 @@
  * every CTA reads its whole x row block and w column block from L2, so a GEMM with K = 1152
  * moves 20-80 MB from L2 to the SMs for 1-5 GFLOP.
  *
- * A CTA computes 128 rows x BN columns (BN = 96, 128 or 160, a template parameter) over a
- * range of K: warpgroup 0 is the producer (one thread issues the TMA copies of a ring of 64-wide
- * K steps), warpgroups 1 and 2 multiply 64 rows each (wgmma m64nBNk16, both operands from
- * shared memory). The grid is (row tiles, column tiles, K splits), in clusters of cm x 1 x sk:
+ * A CTA computes 128 rows x BN columns (BN = 96, 128, 160, 192 or 256, a template parameter)
+ * over a range of K: warpgroup 0 is the producer (one thread issues the TMA copies of a ring of
+ * 64-wide K steps), warpgroups 1 and 2 multiply 64 rows each (wgmma m64nBNk16, both operands
+ * from shared memory). The grid is (row tiles, column tiles, K splits), in clusters of
+ * cm x cn x sk:
  * - the cm CTAs of a cluster that share a column tile and K range (different row tiles) each
  *   load 1/cm of the weight tile and multicast it to all cm, so the weights cross from L2 once
- *   per cluster instead of once per CTA; a stage is free again only when all cm CTAs have
- *   consumed it (their consumers arrive on every group member's empty barrier);
+ *   per group instead of once per CTA; likewise the cn CTAs that share a row tile with the x
+ *   tile. A stage is free again only when every CTA that writes into it is done with its own
+ *   copy (their consumers arrive on the empty barriers of both groups);
  * - the sk CTAs that share a tile (different K ranges) leave their fp32 partials in shared
  *   memory, and each sums 1/sk of the tile's columns from its peers over DSMEM before the
  *   epilogue (no global workspace, no second kernel).
@@ -56,11 +58,11 @@ template <int BN> struct gm_cfg {
 };
 
 struct gm_args {
-    CUtensorMap tx, tw; /* x: box 64 x 128 rows; w: box 64 x BN / cm rows */
+    CUtensorMap tx, tw; /* x: box 64 x 128 / cn rows; w: box 64 x BN / cm rows */
     bf16 *y;
     const bf16 *bias;
     int M, N, KT, kper, ldy; /* KT: 64-wide K steps; kper: steps per split */
-    int cm, sk, gelu, accum;
+    int cm, cn, sk, gelu, accum;
 };
 
 #ifdef WG_KERNEL
@@ -69,7 +71,9 @@ static __device__ __forceinline__ void gm_mma(float *d, uint64_t da, uint64_t db
 {
     if constexpr (BN == 96) wg_mma_n96(d, da, db, acc);
     else if constexpr (BN == 128) wg_mma_n128(d, da, db, acc);
-    else wg_mma_n160(d, da, db, acc);
+    else if constexpr (BN == 160) wg_mma_n160(d, da, db, acc);
+    else if constexpr (BN == 192) wg_mma_n192(d, da, db, acc);
+    else wg_mma_n256(d, da, db, acc);
 }
 /* the cluster barrier for threads that may have diverged (the producer warp) */
 static __device__ __forceinline__ void gm_cluster_sync(void)
@@ -88,53 +92,64 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     unsigned char *sh = gm_raw + ((1024 - (wg_saddr(gm_raw) & 1023)) & 1023);
     uint64_t *full = (uint64_t *)(sh + C::ST * C::STAGE), *empty = full + C::ST;
     const int tid = threadIdx.x, wg = tid >> 7;
-    const int cm = a.cm, ncl = a.cm * a.sk;
-    /* cluster (cm, 1, sk): rank = x + cm z; our multicast group is the cm CTAs of our z */
-    const unsigned mr = blockIdx.x % cm, zr = blockIdx.z, base = zr * cm;
+    const int cm = a.cm, cn = a.cn, ncl = cm * cn * a.sk;
+    /* cluster (cm, cn, sk): rank = x + cm (y + cn z). Our weight slice goes to the cm CTAs of
+     * our column group (our y and z), our x slice to the cn CTAs of our row group (our x and
+     * z); a stage of ours is written by both groups, so its empty barrier counts the
+     * consumers of both (cm + cn - 1 CTAs, ourselves once) */
+    const unsigned mr = blockIdx.x % cm, nr = blockIdx.y % cn, zr = blockIdx.z;
+    const unsigned me = mr + cm * (nr + cn * zr), colbase = cm * (nr + cn * zr);
     const int m0 = blockIdx.x * GM_BM, n0 = blockIdx.y * BN;
     const int kb = blockIdx.z * a.kper, nk = min(a.KT - kb, a.kper);
     rtv_griddep_launch();
     if (tid == 0) {
         for (int i = 0; i < C::ST; i++) {
             wg_bar_init(&full[i], 1);
-            wg_bar_init(&empty[i], 8 * cm); /* lane 0 of each consumer warp of the group */
+            wg_bar_init(&empty[i], 8 * (cm + cn - 1)); /* lane 0 of each consumer warp */
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     /* (the ranks above assume x fastest in the cluster's rank order: trap, not corrupt) */
-    if (ncl > 1 && tid == 0 && wg_cluster_rank() != mr + base) __trap();
+    if (ncl > 1 && tid == 0 && wg_cluster_rank() != me) __trap();
     if (ncl > 1) gm_cluster_sync(); /* the peers' barriers exist before we copy into them */
     else __syncthreads();
     float d[BN / 2];
     const int c = wg - 1, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
     if (wg == 0) { /* the producer */
         if (tid == 0) {
-            const int pre = nk < C::ST ? nk : C::ST, brows = BN / cm;
-            const unsigned short mask = (unsigned short)(((1u << cm) - 1u) << base);
-            unsigned char *bdst = sh + GM_A + mr * brows * 128;
+            const int pre = nk < C::ST ? nk : C::ST, brows = BN / cm, arows = GM_BM / cn;
+            const unsigned short bmask = (unsigned short)(((1u << cm) - 1u) << colbase);
+            unsigned short amask = 0;
+            for (int j = 0; j < cn; j++) amask |= (unsigned short)(1u << (mr + cm * (j + cn * zr)));
+            unsigned char *bdst = sh + GM_A + mr * brows * 128, *adst = sh + nr * arows * 128;
+            const int brow = n0 + mr * brows, arow = m0 + nr * arows;
             for (int k = 0; k < pre; k++) { /* w is no earlier kernel's output */
                 wg_expect(&full[k], C::STAGE);
                 if (cm > 1)
-                    wg_tma_mc(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, n0 + mr * brows,
-                              &full[k], mask);
+                    wg_tma_mc(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[k], bmask);
                 else
-                    wg_tma(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, n0, &full[k]);
+                    wg_tma(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[k]);
             }
             rtv_griddep_wait(); /* x is */
-            for (int k = 0; k < pre; k++)
-                wg_tma(sh + k * C::STAGE, &a.tx, (kb + k) * GM_BK, m0, &full[k]);
+            for (int k = 0; k < pre; k++) {
+                if (cn > 1)
+                    wg_tma_mc(adst + k * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[k], amask);
+                else
+                    wg_tma(adst + k * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[k]);
+            }
             for (int k = pre; k < nk; k++) {
                 const int s = k % C::ST;
-                unsigned char *st = sh + s * C::STAGE;
-                /* load k - ST consumed by every CTA of the group */
+                /* load k - ST consumed by every CTA that this load writes into */
                 wg_wait_peers(&empty[s], ((k / C::ST) - 1) & 1);
                 wg_expect(&full[s], C::STAGE);
-                wg_tma(st, &a.tx, (kb + k) * GM_BK, m0, &full[s]);
-                if (cm > 1)
-                    wg_tma_mc(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, n0 + mr * brows,
-                              &full[s], mask);
+                if (cn > 1)
+                    wg_tma_mc(adst + s * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[s], amask);
                 else
-                    wg_tma(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, n0, &full[s]);
+                    wg_tma(adst + s * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[s]);
+                if (cm > 1)
+                    wg_tma_mc(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[s], bmask);
+                else
+                    wg_tma(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[s]);
             }
         }
     } else {
@@ -151,10 +166,13 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
             wg_wait_group<1>(); /* the previous step's MMAs are done with their stage */
             if (k > 0 && lane == 0) {
                 const int ps = (k - 1) % C::ST;
-                if (cm > 1)
-                    for (int j = 0; j < cm; j++) wg_arrive_peer(&empty[ps], base + j);
-                else
+                if (cm * cn > 1) {
+                    for (int j = 0; j < cm; j++) wg_arrive_peer(&empty[ps], colbase + j);
+                    for (int j = 0; j < cn; j++)
+                        if (j != (int)nr) wg_arrive_peer(&empty[ps], mr + cm * (j + cn * zr));
+                } else {
                     wg_arrive(&empty[ps]);
+                }
             }
         }
         wg_wait_group<0>();
@@ -178,7 +196,8 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
             float v[4] = { d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3] };
             for (int z = 0; z < a.sk; z++) {
                 if (z == (int)zr) continue;
-                const float4 p = wg_ld_peer4((const float *)&stg[j * 256 + ct], mr + z * cm);
+                const float4 p = wg_ld_peer4((const float *)&stg[j * 256 + ct],
+                                             mr + cm * (nr + cn * z));
                 v[0] += p.x; v[1] += p.y; v[2] += p.z; v[3] += p.w;
             }
             const int col = n0 + 8 * j + 2 * q4;
@@ -214,25 +233,24 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
 #endif
 }
 
-#define GM_NBN 3
-static const int gm_bns[GM_NBN] = { 96, 128, 160 };
-
-static int gm_smem(int bn)
-{
-    return bn == 96 ? gm_cfg<96>::SMEM : bn == 128 ? gm_cfg<128>::SMEM : gm_cfg<160>::SMEM;
-}
+#define GM_NBN 5
+static const int gm_bns[GM_NBN] = { 96, 128, 160, 192, 256 };
 
 static int gm_func_attr(int bn, const void **fn)
 {
-    *fn = bn == 96 ? (const void *)gm_k<96> : bn == 128 ? (const void *)gm_k<128>
-                                                         : (const void *)gm_k<160>;
-    return gm_smem(bn);
+    switch (bn) {
+    case 96: *fn = (const void *)gm_k<96>; return gm_cfg<96>::SMEM;
+    case 128: *fn = (const void *)gm_k<128>; return gm_cfg<128>::SMEM;
+    case 160: *fn = (const void *)gm_k<160>; return gm_cfg<160>::SMEM;
+    case 192: *fn = (const void *)gm_k<192>; return gm_cfg<192>::SMEM;
+    default: *fn = (const void *)gm_k<256>; return gm_cfg<256>::SMEM;
+    }
 }
 
 int rtv_cuda_gm_init(rtv_stream *s)
 {
     s->gm_use = s->gm_ok = 0;
-    s->gm_bn = s->gm_cm = s->gm_sk = 0;
+    s->gm_bn = s->gm_cm = s->gm_cn = s->gm_sk = 0;
     memset(s->gm_clusters, 0, sizeof(s->gm_clusters));
     if (!s->wg_encode) return RTV_OK; /* not sm_90 or no tensor maps (wgemm_init) */
     for (int i = 0; i < GM_NBN; i++) {
@@ -270,48 +288,52 @@ int rtv_cuda_gm_init(rtv_stream *s)
     return RTV_OK;
 }
 
-extern "C" int rtv_cuda_gm_tune(rtv_stream *s, int on, int bn, int cm, int sk)
+extern "C" int rtv_cuda_gm_tune(rtv_stream *s, int on, int bn, int cm, int cn, int sk)
 {
     s->gm_use = on && s->gm_ok;
     s->gm_bn = bn;
     s->gm_cm = cm;
+    s->gm_cn = cn;
     s->gm_sk = sk;
     return s->gm_ok;
 }
 
 typedef struct {
-    int bni, bn, cm, sk, mt, nt, kper;
+    int bni, bn, cm, cn, sk, mt, nt, kper;
 } gm_plan_t;
 
 /* Checks one configuration; fills p and returns its estimated time in us, or -1 when the
  * shape does not allow it or its CTAs would not all fit on the GPU at once. */
-static double gm_try(const rtv_stream *s, int M, int N, int K, int bni, int cm, int sk,
+static double gm_try(const rtv_stream *s, int M, int N, int K, int bni, int cm, int cn, int sk,
                      gm_plan_t *p)
 {
-    const int bn = gm_bns[bni], KT = rtv_cdiv(K, GM_BK);
-    if (cm < 1 || sk < 1 || cm * sk > GM_MAXCL || bn % (8 * cm) || sk > KT) return -1;
+    const int bn = gm_bns[bni], KT = rtv_cdiv(K, GM_BK), ncl = cm * cn * sk;
+    if (cm < 1 || cn < 1 || sk < 1 || ncl > GM_MAXCL || bn % (8 * cm) || GM_BM % (8 * cn) ||
+        sk > KT)
+        return -1;
     const int kper = rtv_cdiv(KT, sk);
     if ((sk - 1) * kper >= KT) return -1; /* a split without K steps */
-    const int mt = rtv_cdiv(rtv_cdiv(M, GM_BM), cm) * cm, nt = rtv_cdiv(N, bn);
+    const int mt = rtv_cdiv(rtv_cdiv(M, GM_BM), cm) * cm, nt = rtv_cdiv(rtv_cdiv(N, bn), cn) * cn;
     if (nt > 65535 || sk > 65535) return -1;
     const long ctas = (long)mt * nt * sk;
-    const int fit = s->gm_clusters[bni][cm * sk] * cm * sk;
+    const int fit = s->gm_clusters[bni][ncl] * ncl;
     const int sms = s->sm_count > 0 ? s->sm_count : fit;
     if (ctas > fit || ctas > sms) return -1;
-    /* per CTA: its MMAs at ~6.5 TFLOP/s (H100 dense bf16 per SM, less for the narrow tile),
-     * its bytes in at ~100 GB/s; the whole: L2 -> SM traffic at ~5.5 TB/s (x once per column
-     * tile, w once per cluster group); the split exchange; a fixed start */
+    /* per CTA: its MMAs at ~6.5 TFLOP/s (H100 dense bf16 per SM, less for narrow tiles), its
+     * bytes in at ~80 GB/s; the whole: L2 -> SM traffic at ~5 TB/s (x once per column group,
+     * w once per row group); the split exchange; a fixed start. (First figures, H100
+     * 2026-12-07: without clusters the kernel streamed ~75 GB/s per SM.) */
     const double flop = 2.0 * GM_BM * bn * kper * GM_BK;
     const double t_mma = flop / (bn >= 128 ? 6.5e6 : 5.8e6);
-    const double b_cta = (double)(GM_BM + bn) * kper * GM_BK * 2;
-    const double t_in = b_cta / 1.0e5;
+    const double t_in = (double)(GM_BM + bn) * kper * GM_BK * 2 / 8.0e4;
     const double traffic =
-        ((double)nt * mt * GM_BM * K + (double)(mt / cm) * nt * bn * K) * 2;
-    const double t_l2 = traffic / 5.5e6;
+        ((double)(nt / cn) * mt * GM_BM * K + (double)(mt / cm) * nt * bn * K) * 2;
+    const double t_l2 = traffic / 5.0e6;
     double t = t_mma > t_in ? t_mma : t_in;
     if (t_l2 > t) t = t_l2;
     t += 1.5 + (sk > 1 ? 0.6 + GM_BM * bn * 4.0 * (sk - 1) / 2.0e5 : 0);
-    p->bni = bni; p->bn = bn; p->cm = cm; p->sk = sk; p->mt = mt; p->nt = nt; p->kper = kper;
+    p->bni = bni; p->bn = bn; p->cm = cm; p->cn = cn; p->sk = sk;
+    p->mt = mt; p->nt = nt; p->kper = kper;
     return t;
 }
 
@@ -319,20 +341,22 @@ static int gm_plan(const rtv_stream *s, int M, int N, int K, gm_plan_t *p)
 {
     if (s->gm_bn) { /* rtv_cuda_gm_tune's fixed choice */
         for (int i = 0; i < GM_NBN; i++)
-            if (gm_bns[i] == s->gm_bn) return gm_try(s, M, N, K, i, s->gm_cm, s->gm_sk, p) >= 0;
+            if (gm_bns[i] == s->gm_bn)
+                return gm_try(s, M, N, K, i, s->gm_cm, s->gm_cn, s->gm_sk, p) >= 0;
         return 0;
     }
     double best = -1;
     for (int i = 0; i < GM_NBN; i++)
         for (int cm = 1; cm <= 4; cm *= 2)
-            for (int sk = 1; sk <= GM_MAXCL / cm; sk++) {
-                gm_plan_t q;
-                const double t = gm_try(s, M, N, K, i, cm, sk, &q);
-                if (t >= 0 && (best < 0 || t < best)) {
-                    best = t;
-                    *p = q;
+            for (int cn = 1; cn <= 4; cn *= 2)
+                for (int sk = 1; sk <= 4; sk *= 2) {
+                    gm_plan_t q;
+                    const double t = gm_try(s, M, N, K, i, cm, cn, sk, &q);
+                    if (t >= 0 && (best < 0 || t < best)) {
+                        best = t;
+                        *p = q;
+                    }
                 }
-            }
     return best >= 0;
 }
 
@@ -343,7 +367,7 @@ extern "C" int rtv_cuda_gm_describe(rtv_stream *s, int M, int N, int K, char *bu
         snprintf(buf, n, "none");
         return 0;
     }
-    snprintf(buf, n, "%dx%d tiles, cluster %dx1x%d, %d CTAs", GM_BM, p.bn, p.cm, p.sk,
+    snprintf(buf, n, "%dx%d tiles, cluster %dx%dx%d, %d CTAs", GM_BM, p.bn, p.cm, p.cn, p.sk,
              p.mt * p.nt * p.sk);
     return 1;
 }
@@ -360,23 +384,23 @@ int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const v
     if (!gm_plan(s, M, N, K, &p)) return 1;
     gm_args a;
     memset(&a, 0, sizeof(a));
-    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, GM_BM) ||
+    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, GM_BM / p.cn) ||
         rtv_cuda_tmap_bf16(s->wg_encode, &a.tw, w, N, K, K, p.bn / p.cm))
         return 1;
     a.y = (bf16 *)y;
     a.bias = (const bf16 *)bias;
     a.M = M; a.N = N; a.KT = rtv_cdiv(K, GM_BK); a.kper = p.kper; a.ldy = ldy;
-    a.cm = p.cm; a.sk = p.sk; a.gelu = (flags & RTV_MM_GELU) != 0;
+    a.cm = p.cm; a.cn = p.cn; a.sk = p.sk; a.gelu = (flags & RTV_MM_GELU) != 0;
     a.accum = (flags & RTV_MM_ACCUM) != 0;
     const void *fn;
     const int smem = gm_func_attr(p.bn, &fn);
     cudaLaunchAttribute attr[2];
     cudaLaunchConfig_t cfg = rtv_cuda_launch_cfg(s, attr, dim3(p.mt, p.nt, p.sk),
                                                  dim3(GM_THREADS), smem, 1);
-    if (p.cm * p.sk > 1) {
+    if (p.cm * p.cn * p.sk > 1) {
         attr[cfg.numAttrs].id = cudaLaunchAttributeClusterDimension;
         attr[cfg.numAttrs].val.clusterDim.x = p.cm;
-        attr[cfg.numAttrs].val.clusterDim.y = 1;
+        attr[cfg.numAttrs].val.clusterDim.y = p.cn;
         attr[cfg.numAttrs].val.clusterDim.z = p.sk;
         cfg.numAttrs++;
     }

@@ -34,11 +34,12 @@ void rtv_cuda_wgemm_chain_report(struct rtv_stream *s, void *f);
  * RTV_WG_GEGLU=0 at backend / stream creation leaves the op and its kernel out. */
 int rtv_cuda_gg_tune(struct rtv_stream *s, int on);
 /* matmul's wgmma kernel for M > 64 (gemm_mc.cu) on this stream: on = 1 where the GPU and
- * shape allow (RTV_GM=1 sets it for new streams), 0 = cuBLASLt. bn (96, 128, 160), cm (weight
- * tile multicast over cm row tiles) and sk (K splits) fix its configuration (bn = 0: planned
- * per shape); a shape that the fixed configuration does not fit runs cuBLASLt. Returns whether
- * the kernel exists here. */
-int rtv_cuda_gm_tune(struct rtv_stream *s, int on, int bn, int cm, int sk);
+ * shape allow (RTV_GM=1 sets it for new streams), 0 = cuBLASLt. bn (96, 128, 160, 192, 256:
+ * the tile width), cm (a weight tile multicast over cm row tiles), cn (an x tile multicast over
+ * cn column tiles) and sk (K splits) fix its configuration (bn = 0: planned per shape); a shape
+ * that the fixed configuration does not fit runs cuBLASLt. Returns whether the kernel exists
+ * here. */
+int rtv_cuda_gm_tune(struct rtv_stream *s, int on, int bn, int cm, int cn, int sk);
 /* The configuration it would run for M x N x K, as text into buf; 0: none (cuBLASLt). */
 int rtv_cuda_gm_describe(struct rtv_stream *s, int M, int N, int K, char *buf, int n);
 /* cuBLASLt plans take the heuristic's index-th algorithm (0..7; 0 = its first choice, the

@@ -153,12 +153,12 @@ static __device__ __forceinline__ void wg_tma_mc(void *dst, const CUtensorMap *m
                  "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(wg_saddr(b)), "h"(mask)
                  : "memory");
 }
-/* arrive on the barrier at b's offset in cluster CTA `rank` (release at cluster scope: our
- * reads of the stage it guards are done) */
+/* arrive on the barrier at b's offset in cluster CTA `rank` (the default release, at CTA
+ * scope; with .release.cluster gemm_mc's first version ran its multicast rings 3-6x slower
+ * than without a cluster, H100 2026-12-07: the suspected cause) */
 static __device__ __forceinline__ void wg_arrive_peer(uint64_t *b, unsigned rank)
 {
-    asm volatile("mbarrier.arrive.release.cluster.shared::cluster.b64 _, [%0];" ::"r"(
-                     wg_peer(b, rank))
+    asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(wg_peer(b, rank))
                  : "memory");
 }
 static __device__ __forceinline__ unsigned wg_cluster_rank(void)

@@ -77,11 +77,17 @@ int main(int argc, char **argv)
                      { "sk bn64 200%", 1, 1, 200 }, { "sk bn128 200%", 1, 2, 200 },
                      { "lt algo 1", -1, 1, 0 }, { "lt algo 2", -1, 2, 0 }, { "lt algo 3", -1, 3, 0 },
                      { "lt algo 4", -1, 4, 0 }, { "lt algo 5", -1, 5, 0 },
-                     /* gemm_mc.cu for M > 64: planned, and fixed as tile width / cm / sk */
-                     { "mc", 3, 0, 0 }, { "mc 128/4/1", 3, 128, 41 }, { "mc 160/4/1", 3, 160, 41 },
-                     { "mc 96/4/2", 3, 96, 42 }, { "mc 128/4/2", 3, 128, 42 },
-                     { "mc 128/2/2", 3, 128, 22 }, { "mc 160/2/3", 3, 160, 23 },
-                     { "mc 160/4/2", 3, 160, 42 }, { "mc 128/1/1", 3, 128, 11 } };
+                     /* gemm_mc.cu for M > 64: planned, and fixed as tile width / cm / cn /
+                      * sk (cm: weight tile multicast over row tiles, cn: x tile over column
+                      * tiles, sk: K splits) */
+                     { "mc", 3, 0, 0 }, { "mc 128/1/1/1", 3, 128, 111 },
+                     { "mc 128/4/1/1", 3, 128, 411 }, { "mc 128/2/2/1", 3, 128, 221 },
+                     { "mc 128/4/2/1", 3, 128, 421 }, { "mc 128/2/2/2", 3, 128, 222 },
+                     { "mc 128/4/1/2", 3, 128, 412 }, { "mc 256/1/1/1", 3, 256, 111 },
+                     { "mc 256/2/1/1", 3, 256, 211 }, { "mc 256/4/1/1", 3, 256, 411 },
+                     { "mc 256/2/2/1", 3, 256, 221 }, { "mc 256/2/1/2", 3, 256, 212 },
+                     { "mc 192/4/1/1", 3, 192, 411 }, { "mc 160/2/1/3", 3, 160, 213 },
+                     { "mc 96/4/2/1", 3, 96, 421 } };
     const int NV = sizeof(va) / sizeof(va[0]), L = 64;
     { /* the floor: a graph of tiny kernels (axpy on 64 elements) */
         void *v, *graph = NULL;
@@ -152,7 +158,8 @@ int main(int argc, char **argv)
             rtv_cuda_wgemm_tune(S, va[v].mode == 2); /* the wgmma kernel (wgemm.cu) */
             rtv_cuda_gg_tune(S, va[v].mode == 2);    /* and matmul_rms_geglu's (gemm_geglu.cu) */
             /* matmul's kernel for M > 64 (gemm_mc.cu): in its variants only */
-            if (!rtv_cuda_gm_tune(S, va[v].mode == 3, va[v].wk, va[v].pct / 10, va[v].pct % 10) &&
+            if (!rtv_cuda_gm_tune(S, va[v].mode == 3, va[v].wk, va[v].pct / 100,
+                                  va[v].pct / 10 % 10, va[v].pct % 10) &&
                 va[v].mode == 3) {
                 printf("%-12s %-12s (no gemm_mc kernel here)\n", s.name, va[v].name);
                 continue;
