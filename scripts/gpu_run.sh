@@ -10,7 +10,8 @@
 # (matmul_rms_geglu's wgmma kernel: its op tests, its GEMM against cuBLASLt + rms_geglu, the
 # VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
 # launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
-# GEMMs) (default: tests model).
+# GEMMs), gm (gemm_mc.cu: op tests, configurations against cuBLASLt, VL encode with and
+# without) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -176,6 +177,19 @@ ncu)
     grep -E "^  [A-Za-z_].*\(|Duration|Throughput|Achieved Occupancy|Registers Per|Block Size|Grid Size|Shared Memory Config|Warp Cycles Per Issued|L2 Hit|Stall" \
       "$O/ncu_${t/\//_rb}.txt" | head -24
   done ;;
+gm)
+  # gemm_mc.cu (matmul for M > 64 on wgmma, opt-in RTV_GM=1): its op tests (they turn it on
+  # themselves), every configuration on the VL encode's GEMM shapes against cuBLASLt, the
+  # policy suites and the VL encode with it on and off
+  timeout 90 $C/bin/test_cuda_ops > "$O/gm_ops.txt" 2>&1
+  echo "== gm: test_cuda_ops rc=$?: $(tail -1 "$O/gm_ops.txt")"; grep -A8 FAIL "$O/gm_ops.txt" | head -30
+  for sh in v.qkv v.o+res "v.fc1 gelu" v.fc2+res p.qkv p.o+res p.down+res; do
+    timeout 40 $C/bin/bench_matmul 15 "$sh" 2>&1 | grep -v "^graph\|^shape\|does not fit"
+  done | tee "$O/gm_mm.txt"
+  RTV_GM=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_GM=1 /'
+  for rep in 1 2; do for v in RTV_GM=0 RTV_GM=1; do
+    echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(vision_tower|prefix_llm|vl_encode|action_cycle) |error|non-finite"
+  done; done 2>&1 | tee "$O/gm_ab.txt" ;;
 ncumm)
   # Nsight Compute on the VL encode's first cuBLAS GEMMs (the patch embedding, then SigLIP
   # layer 0's qkv, o, fc1, fc2): grid, cluster, registers, and whether L2 or DRAM or the

