@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Writes kernels/cuda/wgmma_n.cuh: one inline-asm wrapper per wgmma m64nNk16 shape (bf16 in,
 fp32 accumulators, both operands from shared memory) that gemm_mc.cu and gemm_geglu.cu use. The
-operand lists
-are long and regular, so they are generated rather than typed: run it after changing SHAPES."""
+operand lists are long and regular, so they are generated rather than typed: run it after
+changing SHAPES."""
 import os
 import sys
 
