@@ -25,7 +25,8 @@
  * Launched programmatically: the weight tiles of the first stages are requested before
  * griddepcontrol.wait, x's after it; the ring waits trap after ~9 s instead of hanging.
  *
- * The tile, cm and sk come from a cost model per shape (gm_plan), or from rtv_cuda_gm_tune.
+ * The tile, cm, cn and sk come from a cost model per shape (gm_plan.h), or from
+ * rtv_cuda_gm_tune.
  * Status (H100, 2026-12-07, bench_matmul, weights past L2; kernels/README has the table):
  * slower than cuBLASLt on every shape measured (best: SigLIP qkv 18.6 against 10.0 us), and
  * split configurations now and then wrote NaN. What the figures say: the main loop streams
@@ -45,6 +46,7 @@
 
 #include "cuda_impl.h"
 #include "mma.cuh"
+#include "gm_plan.h"
 #include "tmap.h"
 #include "tune.h"
 #include "wgmma.cuh"
@@ -52,12 +54,12 @@
 #include "wgmma_n.cuh"
 #endif
 
-#define GM_BM 128                /* rows per CTA: two consumer warpgroups of 64 */
-#define GM_BK 64                 /* K per stage: one 128-byte swizzled row */
+#define GM_BM RTV_GM_BM          /* rows per CTA: two consumer warpgroups of 64 */
+#define GM_BK RTV_GM_BK          /* K per stage: one 128-byte swizzled row */
 #define GM_A (GM_BM * 128)       /* bytes of a stage's x tile */
 #define GM_THREADS 384
 #define GM_RING (192 * 1024)     /* ring bytes at most */
-#define GM_MAXCL 8               /* cluster size (portable) */
+#define GM_MAXCL RTV_GM_MAXCL    /* cluster size (portable) */
 
 template <int BN> struct gm_cfg {
     static constexpr int B = BN * 128; /* bytes of a stage's w tile */
@@ -280,8 +282,6 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
 #endif
 }
 
-#define GM_NBN 5
-static const int gm_bns[GM_NBN] = { 96, 128, 160, 192, 256 };
 
 static int gm_func_attr(int bn, const void **fn)
 {
@@ -300,9 +300,9 @@ int rtv_cuda_gm_init(rtv_stream *s)
     s->gm_bn = s->gm_cm = s->gm_cn = s->gm_sk = 0;
     memset(s->gm_clusters, 0, sizeof(s->gm_clusters));
     if (!s->wg_encode) return RTV_OK; /* not sm_90 or no tensor maps (wgemm_init) */
-    for (int i = 0; i < GM_NBN; i++) {
+    for (int i = 0; i < RTV_GM_NBN; i++) {
         const void *fn;
-        const int smem = gm_func_attr(gm_bns[i], &fn);
+        const int smem = gm_func_attr(rtv_gm_widths[i], &fn);
         cudaFuncAttributes fa;
         if (cudaFuncGetAttributes(&fa, fn) != cudaSuccess) { /* no sm_90a image */
             cudaGetLastError();
@@ -345,71 +345,21 @@ extern "C" int rtv_cuda_gm_tune(rtv_stream *s, int on, int bn, int cm, int cn, i
     return s->gm_ok;
 }
 
-typedef struct {
-    int bni, bn, cm, cn, sk, mt, nt, kper;
-} gm_plan_t;
-
-/* Checks one configuration; fills p and returns its estimated time in us, or -1 when the
- * shape does not allow it or its CTAs would not all fit on the GPU at once. */
-static double gm_try(const rtv_stream *s, int M, int N, int K, int bni, int cm, int cn, int sk,
-                     gm_plan_t *p)
-{
-    const int bn = gm_bns[bni], KT = rtv_cdiv(K, GM_BK), ncl = cm * cn * sk;
-    if (cm < 1 || cn < 1 || sk < 1 || ncl > GM_MAXCL || bn % (8 * cm) || GM_BM % (8 * cn) ||
-        sk > KT)
-        return -1;
-    const int kper = rtv_cdiv(KT, sk);
-    if ((sk - 1) * kper >= KT) return -1; /* a split without K steps */
-    const int mt = rtv_cdiv(rtv_cdiv(M, GM_BM), cm) * cm, nt = rtv_cdiv(rtv_cdiv(N, bn), cn) * cn;
-    if (nt > 65535 || sk > 65535) return -1;
-    const long ctas = (long)mt * nt * sk;
-    const int fit = s->gm_clusters[bni][ncl] * ncl;
-    const int sms = s->sm_count > 0 ? s->sm_count : fit;
-    if (ctas > fit || ctas > sms) return -1;
-    /* per CTA: its MMAs at ~6.5 TFLOP/s (H100 dense bf16 per SM, less for narrow tiles), its
-     * bytes in at ~80 GB/s; the whole: L2 -> SM traffic at ~5 TB/s (x once per column group,
-     * w once per row group); the split exchange; a fixed start. (First figures, H100
-     * 2026-12-07: without clusters the kernel streamed ~75 GB/s per SM.) */
-    const double flop = 2.0 * GM_BM * bn * kper * GM_BK;
-    const double t_mma = flop / (bn >= 128 ? 6.5e6 : 5.8e6);
-    const double t_in = (double)(GM_BM + bn) * kper * GM_BK * 2 / 8.0e4;
-    const double traffic =
-        ((double)(nt / cn) * mt * GM_BM * K + (double)(mt / cm) * nt * bn * K) * 2;
-    const double t_l2 = traffic / 5.0e6;
-    double t = t_mma > t_in ? t_mma : t_in;
-    if (t_l2 > t) t = t_l2;
-    t += 1.5 + (sk > 1 ? 0.6 + GM_BM * bn * 4.0 * (sk - 1) / 2.0e5 : 0);
-    p->bni = bni; p->bn = bn; p->cm = cm; p->cn = cn; p->sk = sk;
-    p->mt = mt; p->nt = nt; p->kper = kper;
-    return t;
-}
-
-static int gm_plan(const rtv_stream *s, int M, int N, int K, gm_plan_t *p)
+static int gm_plan(const rtv_stream *s, int M, int N, int K, rtv_gm_plan *p)
 {
     if (s->gm_bn) { /* rtv_cuda_gm_tune's fixed choice */
-        for (int i = 0; i < GM_NBN; i++)
-            if (gm_bns[i] == s->gm_bn)
-                return gm_try(s, M, N, K, i, s->gm_cm, s->gm_cn, s->gm_sk, p) >= 0;
+        for (int i = 0; i < RTV_GM_NBN; i++)
+            if (rtv_gm_widths[i] == s->gm_bn)
+                return rtv_gm_try(M, N, K, i, s->gm_cm, s->gm_cn, s->gm_sk, s->gm_clusters,
+                                  s->sm_count, p) >= 0;
         return 0;
     }
-    double best = -1;
-    for (int i = 0; i < GM_NBN; i++)
-        for (int cm = 1; cm <= 4; cm *= 2)
-            for (int cn = 1; cn <= 4; cn *= 2)
-                for (int sk = 1; sk <= 4; sk *= 2) {
-                    gm_plan_t q;
-                    const double t = gm_try(s, M, N, K, i, cm, cn, sk, &q);
-                    if (t >= 0 && (best < 0 || t < best)) {
-                        best = t;
-                        *p = q;
-                    }
-                }
-    return best >= 0;
+    return rtv_gm_pick(M, N, K, s->gm_clusters, s->sm_count, p);
 }
 
 extern "C" int rtv_cuda_gm_describe(rtv_stream *s, int M, int N, int K, char *buf, int n)
 {
-    gm_plan_t p;
+    rtv_gm_plan p;
     if (!s->gm_ok || !gm_plan(s, M, N, K, &p)) {
         snprintf(buf, n, "none");
         return 0;
@@ -427,7 +377,7 @@ int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const v
         (flags & RTV_MM_GELU && !s->lt_gelu) || N % 8 || K % 8 || ldx % 8 || ldy % 2 ||
         (((uintptr_t)x | (uintptr_t)w) % 16) || ((uintptr_t)y | (uintptr_t)bias) % 4)
         return 1;
-    gm_plan_t p;
+    rtv_gm_plan p;
     if (!gm_plan(s, M, N, K, &p)) return 1;
     gm_args a;
     memset(&a, 0, sizeof(a));

@@ -1,0 +1,75 @@
+/* kernels/cuda/gm_plan.h — how gemm_mc.cu lays out one GEMM: tile width, multicast groups and
+ * K splits, chosen by a cost model fitted to its first H100 measurements. Plain C (no CUDA
+ * types), so that the CPU tests check every plan against the kernel's preconditions
+ * (tests/kernels/test_gm_plan.c). */
+#ifndef RTV_CUDA_GM_PLAN_H
+#define RTV_CUDA_GM_PLAN_H
+
+#define RTV_GM_BM 128   /* rows per CTA */
+#define RTV_GM_BK 64    /* K per ring stage */
+#define RTV_GM_MAXCL 8  /* CTAs per cluster (portable) */
+#define RTV_GM_NBN 5    /* tile widths */
+
+static const int rtv_gm_widths[RTV_GM_NBN] = { 96, 128, 160, 192, 256 };
+
+typedef struct {
+    int bni, bn;  /* tile width (index into rtv_gm_widths, value) */
+    int cm, cn;   /* weight tile multicast over cm row tiles, x tile over cn column tiles */
+    int sk;       /* K splits */
+    int mt, nt;   /* grid: row tiles (a multiple of cm), column tiles (a multiple of cn) */
+    int kper;     /* K steps per split (the last split may have fewer, never none) */
+} rtv_gm_plan;
+
+/* Checks one configuration for an M x N x K GEMM: fills p and returns its estimated time in
+ * us, or -1 where the kernel cannot run it or its CTAs would not all be resident at once.
+ * fit[i][n]: how many clusters of n CTAs of width i fit on the GPU at once (the occupancy
+ * query); sms: the SMs of the caller's partition (0: the whole GPU). */
+static inline double rtv_gm_try(int M, int N, int K, int bni, int cm, int cn, int sk,
+                                const int fit[RTV_GM_NBN][RTV_GM_MAXCL + 1], int sms,
+                                rtv_gm_plan *p)
+{
+    if (M < 1 || N < 1 || K < 1 || bni < 0 || bni >= RTV_GM_NBN) return -1;
+    const int bn = rtv_gm_widths[bni], KT = (K + RTV_GM_BK - 1) / RTV_GM_BK;
+    if (cm < 1 || cn < 1 || sk < 1 || cm * cn * sk > RTV_GM_MAXCL) return -1;
+    const int ncl = cm * cn * sk;
+    /* multicast slices must be whole 8-row swizzle atoms (1024-byte aligned in shared memory) */
+    if (bn % (8 * cm) || RTV_GM_BM % (8 * cn) || sk > KT) return -1;
+    const int kper = (KT + sk - 1) / sk;
+    if ((sk - 1) * kper >= KT) return -1; /* a split without K steps */
+    const long mt = ((long)(M + RTV_GM_BM - 1) / RTV_GM_BM + cm - 1) / cm * cm;
+    const long nt = ((long)(N + bn - 1) / bn + cn - 1) / cn * cn;
+    if (nt > 65535 || mt > 2147483647L) return -1;
+    const long ctas = mt * nt * sk, room = (long)fit[bni][ncl] * ncl;
+    if (ctas > room || (sms > 0 && ctas > sms)) return -1;
+    /* The model (H100, bench_matmul, 2026-12-07; kernels/README): a 64-wide K step takes
+     * 0.43 us at BN = 128 and 0.66 us at BN = 256 (~0.2 + 0.0018 BN), 1.2-1.4x that with
+     * multicast (cm or cn > 1); a launch's fixed part ~2 us once the epilogue no longer
+     * serializes its loads (the first version paid 11-26 us: an estimate until rerun); the
+     * split exchange ~0.8 us plus its partials over DSMEM at ~200 GB/s. */
+    double t = 2.0 + kper * (0.2 + 0.0018 * bn) * (cm * cn > 1 ? 1.3 : 1.0);
+    if (sk > 1) t += 0.8 + RTV_GM_BM * bn * 4.0 * (sk - 1) / sk / 2.0e5;
+    p->bni = bni; p->bn = bn; p->cm = cm; p->cn = cn; p->sk = sk;
+    p->mt = (int)mt; p->nt = (int)nt; p->kper = kper;
+    return t;
+}
+
+/* The cheapest configuration by the model (cm, cn in 1, 2, 4; sk in 1..4); 0: none fits. */
+static inline int rtv_gm_pick(int M, int N, int K, const int fit[RTV_GM_NBN][RTV_GM_MAXCL + 1],
+                              int sms, rtv_gm_plan *p)
+{
+    double best = -1;
+    for (int i = 0; i < RTV_GM_NBN; i++)
+        for (int cm = 1; cm <= 4; cm *= 2)
+            for (int cn = 1; cn <= 4; cn *= 2)
+                for (int sk = 1; sk <= 4; sk++) {
+                    rtv_gm_plan q;
+                    const double t = rtv_gm_try(M, N, K, i, cm, cn, sk, fit, sms, &q);
+                    if (t >= 0 && (best < 0 || t < best)) {
+                        best = t;
+                        *p = q;
+                    }
+                }
+    return best >= 0;
+}
+
+#endif
