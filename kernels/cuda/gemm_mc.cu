@@ -35,7 +35,7 @@
  * and y's old values one column group at a time between its stores, so every load waited a
  * full memory latency. Both are fixed here (bias staged in shared memory, loads batched ahead
  * of the stores; a barrier between the consumer warpgroups before the split partials take
- * the ring) but NOT yet run on a GPU. Multicast (cm, cn > 1) measured slower than none even
+ * the ring; the peers' arrivals spread over lanes) but NOT yet run on a GPU. Multicast (cm, cn > 1) measured slower than none even
  * after the arrivals' scope fix (SigLIP qkv 23.2 us at cm = 4 against 18.6 without).
  * Opt-in (RTV_GM=1); matmul otherwise runs cuBLASLt. */
 #include <stdio.h>
@@ -179,13 +179,19 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
             for (int kk = 0; kk < 4; kk++) gm_mma<BN>(d, da + 2 * kk, db + 2 * kk, k > 0 || kk > 0);
             wg_commit();
             wg_wait_group<1>(); /* the previous step's MMAs are done with their stage */
-            if (k > 0 && lane == 0) {
+            if (k > 0) {
+                /* one arrival per warp on each CTA that writes into this stage, each from its
+                 * own lane (lane j < cm: the column group's CTA j; the next cn - 1 lanes: the
+                 * row group's other CTAs), so a warp's cm + cn - 1 arrivals go out together */
                 const int ps = (k - 1) % C::ST;
                 if (cm * cn > 1) {
-                    for (int j = 0; j < cm; j++) wg_arrive_peer(&empty[ps], colbase + j);
-                    for (int j = 0; j < cn; j++)
-                        if (j != (int)nr) wg_arrive_peer(&empty[ps], mr + cm * (j + cn * zr));
-                } else {
+                    if (lane < cm) {
+                        wg_arrive_peer(&empty[ps], colbase + lane);
+                    } else if (lane < cm + cn - 1) {
+                        const int j = lane - cm < (int)nr ? lane - cm : lane - cm + 1; /* not nr */
+                        wg_arrive_peer(&empty[ps], mr + cm * (j + cn * zr));
+                    }
+                } else if (lane == 0) {
                     wg_arrive(&empty[ps]);
                 }
             }
