@@ -35,8 +35,9 @@
  * and y's old values one column group at a time between its stores, so every load waited a
  * full memory latency. Both are fixed here (bias staged in shared memory, loads batched ahead
  * of the stores; a barrier between the consumer warpgroups before the split partials take
- * the ring; the peers' arrivals spread over lanes) but NOT yet run on a GPU. Multicast (cm, cn > 1) measured slower than none even
- * after the arrivals' scope fix (SigLIP qkv 23.2 us at cm = 4 against 18.6 without).
+ * the ring; the peers' arrivals spread over lanes) but NOT yet run on a GPU. Multicast
+ * (cm, cn > 1) measured slower than none even after the arrivals' scope fix (SigLIP qkv
+ * 23.2 us at cm = 4 against 18.6 without).
  * Opt-in (RTV_GM=1); matmul otherwise runs cuBLASLt. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,19 +55,16 @@
 #include "wgmma_n.cuh"
 #endif
 
-#define GM_BM RTV_GM_BM          /* rows per CTA: two consumer warpgroups of 64 */
-#define GM_BK RTV_GM_BK          /* K per stage: one 128-byte swizzled row */
-#define GM_A (GM_BM * 128)       /* bytes of a stage's x tile */
+#define GM_A (RTV_GM_BM * 128)       /* bytes of a stage's x tile */
 #define GM_THREADS 384
 #define GM_RING (192 * 1024)     /* ring bytes at most */
-#define GM_MAXCL RTV_GM_MAXCL    /* cluster size (portable) */
 
 template <int BN> struct gm_cfg {
     static constexpr int B = BN * 128; /* bytes of a stage's w tile */
     static constexpr int STAGE = GM_A + B;
     static constexpr int ST = GM_RING / STAGE > 8 ? 8 : GM_RING / STAGE;
     static constexpr int SMEM = 1024 + ST * STAGE + 2 * ST * 8 + BN * 4; /* + the bias */
-    static_assert(GM_BM * BN * 4 <= ST * STAGE, "the split partials must fit the ring");
+    static_assert(RTV_GM_BM * BN * 4 <= ST * STAGE, "the split partials must fit the ring");
 };
 
 struct gm_args {
@@ -112,7 +110,7 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
      * consumers of both (cm + cn - 1 CTAs, ourselves once) */
     const unsigned mr = blockIdx.x % cm, nr = blockIdx.y % cn, zr = blockIdx.z;
     const unsigned me = mr + cm * (nr + cn * zr), colbase = cm * (nr + cn * zr);
-    const int m0 = blockIdx.x * GM_BM, n0 = blockIdx.y * BN;
+    const int m0 = blockIdx.x * RTV_GM_BM, n0 = blockIdx.y * BN;
     const int kb = blockIdx.z * a.kper, nk = min(a.KT - kb, a.kper);
     rtv_griddep_launch();
     if (tid == 0) {
@@ -130,39 +128,39 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     const int c = wg - 1, warp = (tid >> 5) & 3, lane = tid & 31, g = lane >> 2, q4 = lane & 3;
     if (wg == 0) { /* the producer */
         if (tid == 0) {
-            const int pre = nk < C::ST ? nk : C::ST, brows = BN / cm, arows = GM_BM / cn;
+            const int pre = nk < C::ST ? nk : C::ST, brows = BN / cm, arows = RTV_GM_BM / cn;
             const unsigned short bmask = (unsigned short)(((1u << cm) - 1u) << colbase);
             unsigned short amask = 0;
-            for (int j = 0; j < cn; j++) amask |= (unsigned short)(1u << (mr + cm * (j + cn * zr)));
+            for (int j = 0; j < cn; j++)
+                amask |= (unsigned short)(1u << (mr + cm * (j + cn * zr)));
             unsigned char *bdst = sh + GM_A + mr * brows * 128, *adst = sh + nr * arows * 128;
             const int brow = n0 + mr * brows, arow = m0 + nr * arows;
+            /* stage s <- load k: our slice of the weight (or x) tile, to the whole group */
+            auto load_w = [&](int st, int k) {
+                unsigned char *dst = bdst + st * C::STAGE;
+                const int kc = (kb + k) * RTV_GM_BK;
+                if (cm > 1) wg_tma_mc(dst, &a.tw, kc, brow, &full[st], bmask);
+                else wg_tma(dst, &a.tw, kc, brow, &full[st]);
+            };
+            auto load_x = [&](int st, int k) {
+                unsigned char *dst = adst + st * C::STAGE;
+                const int kc = (kb + k) * RTV_GM_BK;
+                if (cn > 1) wg_tma_mc(dst, &a.tx, kc, arow, &full[st], amask);
+                else wg_tma(dst, &a.tx, kc, arow, &full[st]);
+            };
             for (int k = 0; k < pre; k++) { /* w is no earlier kernel's output */
                 wg_expect(&full[k], C::STAGE);
-                if (cm > 1)
-                    wg_tma_mc(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[k], bmask);
-                else
-                    wg_tma(bdst + k * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[k]);
+                load_w(k, k);
             }
             rtv_griddep_wait(); /* x is */
-            for (int k = 0; k < pre; k++) {
-                if (cn > 1)
-                    wg_tma_mc(adst + k * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[k], amask);
-                else
-                    wg_tma(adst + k * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[k]);
-            }
+            for (int k = 0; k < pre; k++) load_x(k, k);
             for (int k = pre; k < nk; k++) {
-                const int s = k % C::ST;
+                const int st = k % C::ST;
                 /* load k - ST consumed by every CTA that this load writes into */
-                wg_wait_peers(&empty[s], ((k / C::ST) - 1) & 1);
-                wg_expect(&full[s], C::STAGE);
-                if (cn > 1)
-                    wg_tma_mc(adst + s * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[s], amask);
-                else
-                    wg_tma(adst + s * C::STAGE, &a.tx, (kb + k) * GM_BK, arow, &full[s]);
-                if (cm > 1)
-                    wg_tma_mc(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[s], bmask);
-                else
-                    wg_tma(bdst + s * C::STAGE, &a.tw, (kb + k) * GM_BK, brow, &full[s]);
+                wg_wait_peers(&empty[st], ((k / C::ST) - 1) & 1);
+                wg_expect(&full[st], C::STAGE);
+                load_x(st, k);
+                load_w(st, k);
             }
         }
     } else {
@@ -317,7 +315,7 @@ int rtv_cuda_gm_init(rtv_stream *s)
         CU_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
         /* how many clusters of each size fit at once (one CTA per SM): a plan whose CTAs do
          * not all fit would run in two waves */
-        for (int n = 1; n <= GM_MAXCL; n++) {
+        for (int n = 1; n <= RTV_GM_MAXCL; n++) {
             cudaLaunchConfig_t cfg = {};
             cudaLaunchAttribute at;
             cfg.gridDim = dim3(n, 1, 1);
@@ -370,7 +368,7 @@ extern "C" int rtv_cuda_gm_describe(rtv_stream *s, int M, int N, int K, char *bu
         snprintf(buf, n, "none");
         return 0;
     }
-    snprintf(buf, n, "%dx%d tiles, cluster %dx%dx%d, %d CTAs", GM_BM, p.bn, p.cm, p.cn, p.sk,
+    snprintf(buf, n, "%dx%d tiles, cluster %dx%dx%d, %d CTAs", RTV_GM_BM, p.bn, p.cm, p.cn, p.sk,
              p.mt * p.nt * p.sk);
     return 1;
 }
@@ -381,18 +379,18 @@ int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const v
     *st = RTV_OK;
     if (!s->gm_use || M <= 64 || (flags & ~(RTV_MM_GELU | RTV_MM_ACCUM)) ||
         (flags & RTV_MM_GELU && !s->lt_gelu) || N % 8 || K % 8 || ldx % 8 || ldy % 2 ||
-        (((uintptr_t)x | (uintptr_t)w) % 16) || ((uintptr_t)y | (uintptr_t)bias) % 4)
+        (((uintptr_t)x | (uintptr_t)w) % 16) || (uintptr_t)y % 4)
         return 1;
     rtv_gm_plan p;
     if (!gm_plan(s, M, N, K, &p)) return 1;
     gm_args a;
     memset(&a, 0, sizeof(a));
-    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, GM_BM / p.cn) ||
+    if (rtv_cuda_tmap_bf16(s->wg_encode, &a.tx, x, M, K, ldx, RTV_GM_BM / p.cn) ||
         rtv_cuda_tmap_bf16(s->wg_encode, &a.tw, w, N, K, K, p.bn / p.cm))
         return 1;
     a.y = (bf16 *)y;
     a.bias = (const bf16 *)bias;
-    a.M = M; a.N = N; a.KT = rtv_cdiv(K, GM_BK); a.kper = p.kper; a.ldy = ldy;
+    a.M = M; a.N = N; a.KT = rtv_cdiv(K, RTV_GM_BK); a.kper = p.kper; a.ldy = ldy;
     a.cm = p.cm; a.cn = p.cn; a.sk = p.sk; a.gelu = (flags & RTV_MM_GELU) != 0;
     a.accum = (flags & RTV_MM_ACCUM) != 0;
     const void *fn;
