@@ -11,7 +11,7 @@
 # VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
 # launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
 # GEMMs), gm (gemm_mc.cu: op tests, configurations against cuBLASLt, VL encode with and
-# without) (default: tests model).
+# without; bench_matmul with gemm_mc's phase trace) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -184,7 +184,7 @@ gm)
   timeout 90 $C/bin/test_cuda_ops > "$O/gm_ops.txt" 2>&1
   echo "== gm: test_cuda_ops rc=$?: $(tail -1 "$O/gm_ops.txt")"; grep -A8 FAIL "$O/gm_ops.txt" | head -30
   for sh in v.qkv v.o+res "v.fc1 gelu" v.fc2+res p.qkv p.o+res p.down+res; do
-    timeout 40 $C/bin/bench_matmul 15 "$sh" 2>&1 | grep -v "^graph\|^shape\|does not fit"
+    RTV_GM_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" 2>&1 | grep -v "^graph\|^shape\|does not fit"
   done | tee "$O/gm_mm.txt"
   RTV_GM=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_GM=1 /'
   for rep in 1 2; do for v in RTV_GM=0 RTV_GM=1; do

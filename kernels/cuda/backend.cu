@@ -74,6 +74,7 @@ static void cuda_stream_free(rtv_stream *s)
     cudaFree(s->sk_cnt);
     cudaFree(s->sk_trace);
     cudaFree(s->wg_trace);
+    cudaFree(s->gm_trace);
     cudaFree(s->wg_chain);
     cudaFree(s->wa_trace);
     cudaFree(s->mlp_sync);

@@ -72,6 +72,8 @@ struct rtv_stream {
     int gg_ok;                  /* that kernel exists here (sm_90a image, tensor maps) */
     int gm_use, gm_ok;          /* matmul for M > 64 on gemm_mc.cu (RTV_GM=1: on); exists here */
     int gm_bn, gm_cm, gm_cn, gm_sk; /* its configuration fixed by rtv_cuda_gm_tune (0: planned) */
+    long long *gm_trace;        /* RTV_GM_TRACE=1: the last eager launch's phase clocks */
+    int gm_trace_ctas;
     int gm_clusters[5][9];      /* [tile width] [cluster size]: clusters that fit at once
                                  * (gm_plan.h: RTV_GM_NBN x RTV_GM_MAXCL + 1) */
     long long *wa_trace;        /* RTV_WG_ATTN_TRACE=1: the last launch's phase clocks per CTA */

@@ -59,12 +59,27 @@
 #define GM_THREADS 384
 #define GM_RING (192 * 1024)     /* ring bytes at most */
 
+/* The output tile's row stride in floats for nown column groups of 8: 8 (mod 32) or 24, so
+ * that a half warp's float2 stores of four rows fall in four different bank octets */
+static __host__ __device__ constexpr int gm_ostride(int nown)
+{
+    return (8 * nown + 8) % 16 ? 8 * nown + 8 : 8 * nown + 16;
+}
+
 template <int BN> struct gm_cfg {
     static constexpr int B = BN * 128; /* bytes of a stage's w tile */
     static constexpr int STAGE = GM_A + B;
     static constexpr int ST = GM_RING / STAGE > 8 ? 8 : GM_RING / STAGE;
-    static constexpr int SMEM = 1024 + ST * STAGE + 2 * ST * 8 + BN * 4; /* + the bias */
-    static_assert(RTV_GM_BM * BN * 4 <= ST * STAGE, "the split partials must fit the ring");
+    static constexpr int NJ = BN / 8; /* column groups */
+    /* after the main loop the ring holds the split partials (sk > 1: 128 x BN fp32) and then
+     * the fp32 output tile of our columns (all, or at most half of them with splits) */
+    static constexpr int PART = RTV_GM_BM * BN * 4;
+    static constexpr int T1 = RTV_GM_BM * gm_ostride(NJ) * 4;
+    static constexpr int T2 = PART + RTV_GM_BM * gm_ostride((NJ + 1) / 2) * 4;
+    static constexpr int USE = ST * STAGE > T1 ? (ST * STAGE > T2 ? ST * STAGE : T2)
+                                               : (T1 > T2 ? T1 : T2);
+    static constexpr int SMEM = 1024 + USE + 2 * ST * 8 + BN * 4; /* + barriers, the bias */
+    static_assert(SMEM <= 227 * 1024, "shared memory");
 };
 
 struct gm_args {
@@ -73,7 +88,16 @@ struct gm_args {
     const bf16 *bias;
     int M, N, KT, kper, ldy; /* KT: 64-wide K steps; kper: steps per split */
     int cm, cn, sk, gelu, accum;
+    long long *trace; /* non-NULL: per-CTA phase clocks (RTV_GM_TRACE=1) */
 };
+
+/* phase p of this CTA's trace (clock64; slot 7: %globaltimer at the start), from thread 128 */
+#define GM_MARK(p)                                                                          \
+    do {                                                                                    \
+        if (a.trace && tid == 128)                                                          \
+            a.trace[(size_t)((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * \
+                        8 + (p)] = clock64();                                               \
+    } while (0)
 
 #ifdef WG_KERNEL
 template <int BN>
@@ -100,7 +124,7 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     typedef gm_cfg<BN> C;
     extern __shared__ __align__(1024) unsigned char gm_raw[];
     unsigned char *sh = gm_raw + ((1024 - (wg_saddr(gm_raw) & 1023)) & 1023);
-    uint64_t *full = (uint64_t *)(sh + C::ST * C::STAGE), *empty = full + C::ST;
+    uint64_t *full = (uint64_t *)(sh + C::USE), *empty = full + C::ST;
     float *sbias = (float *)(empty + C::ST); /* [BN]: our columns' bias (0 past N) */
     const int tid = threadIdx.x, wg = tid >> 7;
     const int cm = a.cm, cn = a.cn, ncl = cm * cn * a.sk;
@@ -113,6 +137,13 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     const int m0 = blockIdx.x * RTV_GM_BM, n0 = blockIdx.y * BN;
     const int kb = blockIdx.z * a.kper, nk = min(a.KT - kb, a.kper);
     rtv_griddep_launch();
+    if (a.trace && tid == 128) {
+        unsigned long long gt;
+        asm volatile("mov.u64 %0, %globaltimer;" : "=l"(gt));
+        a.trace[(size_t)((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * 8 + 7] =
+            (long long)gt;
+    }
+    GM_MARK(0);
     if (tid == 0) {
         for (int i = 0; i < C::ST; i++) {
             wg_bar_init(&full[i], 1);
@@ -167,10 +198,12 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
         for (int i = tid - 128; i < BN; i += 256) /* the bias is a weight: before the wait */
             sbias[i] = a.bias && n0 + i < a.N ? __bfloat162float(a.bias[n0 + i]) : 0.f;
         rtv_griddep_wait(); /* (before the epilogue reads y) */
+        GM_MARK(1);
         for (int k = 0; k < nk; k++) {
             const int s = k % C::ST;
             const unsigned char *st = sh + s * C::STAGE;
             wg_wait_peers(&full[s], (k / C::ST) & 1);
+            if (k == 0) GM_MARK(2);
             wg_fence();
             const uint64_t da = wg_desc(st + c * (GM_A / 2)), db = wg_desc(st + GM_A);
 #pragma unroll
@@ -195,89 +228,117 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
             }
         }
         wg_wait_group<0>();
+        GM_MARK(3);
     }
-    /* both consumer warpgroups are done with the ring (the split partials below overwrite it;
-     * without this barrier one warpgroup's partials could clobber the other's last stage while
-     * its MMAs still read it: the likely cause of the NaN that split configurations produced
-     * now and then, H100 2026-12-07, not yet rerun), and the bias is in */
+    /* both consumer warpgroups are done with the ring (the split partials and the output tile
+     * below overwrite it; without this barrier one warpgroup could clobber the other's last
+     * stage while its MMAs still read it: split configurations wrote NaN now and then, H100
+     * 2026-12-07; none since, 2026-12-08), and the bias is in */
     if (wg > 0) asm volatile("bar.sync 1, 256;" ::: "memory");
     /* K splits: partials into our (now idle) ring, [BN / 8][256 threads] float4 */
-    float4 *stg = (float4 *)sh;
+    const float4 *stg = (const float4 *)sh;
     const int ct = tid - 128;
     if (a.sk > 1) {
         if (wg > 0) {
 #pragma unroll
             for (int j = 0; j < BN / 8; j++)
-                stg[j * 256 + ct] = make_float4(d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3]);
+                ((float4 *)sh)[j * 256 + ct] =
+                    make_float4(d[4 * j], d[4 * j + 1], d[4 * j + 2], d[4 * j + 3]);
         }
         gm_cluster_sync();
     }
+    GM_MARK(4);
     if (wg > 0) {
-        /* The epilogue in batches of JC column groups: first every load of the batch (the
-         * peers' partials over DSMEM, y's old values), then the stores. One load per column
-         * group between stores (the first version) serialized the epilogue on global memory
-         * latency: 11 us per launch at BN = 128, 26 at BN = 256 (bench_matmul fits, H100
-         * 2026-12-07), against a main loop near the tensor pipes' rate. */
-        constexpr int NJ = BN / 8;
+        /* The epilogue in two passes. The first sums the split partials of the column groups
+         * we own (split z owns a contiguous 1/sk of them), adds the bias, applies GELU and
+         * leaves fp32 in an output tile in shared memory; the second reads the tile row by
+         * row, adds the residual and stores 16 bytes per thread, so a warp writes whole rows.
+         * Stores straight from the accumulators (the first versions) put 16 bytes of each of
+         * 8 rows in every warp store: with the residual's loads alike, ~6 us of a launch's
+         * time at BN = 128 and ~12 at BN = 256 went on them (bench_matmul fits, H100
+         * 2026-12-08), against ~3 us for cuBLASLt's whole epilogue. */
+        constexpr int NJ = C::NJ;
         constexpr int JC = BN >= 192 ? 4 : NJ % 8 == 0 ? 8 : NJ % 6 == 0 ? 6 : NJ % 5 == 0 ? 5 : 4;
-        static_assert(BN / 8 % JC == 0, "batches of column groups");
-        const int r0 = m0 + c * 64 + 16 * warp + g, r1 = r0 + 8;
-        const int cl = 2 * q4; /* our first column within a column group */
+        static_assert(NJ % JC == 0, "batches of column groups");
+        const int jlo = ((int)zr * NJ + a.sk - 1) / a.sk;
+        const int nown = ((int)zr * NJ + NJ + a.sk - 1) / a.sk - jlo;
+        const int os = gm_ostride(nown);
+        float *tile = (float *)(sh + (a.sk > 1 ? C::PART : 0));
+        const int lr = c * 64 + 16 * warp + g, cl = 2 * q4; /* our rows lr, lr + 8 */
 #pragma unroll
-        for (int j0 = 0; j0 < BN / 8; j0 += JC) {
+        for (int j0 = 0; j0 < NJ; j0 += JC) {
             float v[JC][4];
 #pragma unroll
             for (int jj = 0; jj < JC; jj++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) v[jj][e] = d[4 * (j0 + jj) + e];
-            for (int z = 0; z < a.sk; z++) {
+            for (int z = 0; z < a.sk; z++) { /* the peers' partials of our groups, over DSMEM */
                 if (z == (int)zr) continue;
                 float4 p[JC];
                 const unsigned peer = mr + cm * (nr + cn * z);
 #pragma unroll
                 for (int jj = 0; jj < JC; jj++)
-                    if ((j0 + jj) % a.sk == (int)zr)
+                    if (j0 + jj >= jlo && j0 + jj < jlo + nown)
                         p[jj] = wg_ld_peer4((const float *)&stg[(j0 + jj) * 256 + ct], peer);
 #pragma unroll
                 for (int jj = 0; jj < JC; jj++)
-                    if ((j0 + jj) % a.sk == (int)zr) {
+                    if (j0 + jj >= jlo && j0 + jj < jlo + nown) {
                         v[jj][0] += p[jj].x; v[jj][1] += p[jj].y;
                         v[jj][2] += p[jj].z; v[jj][3] += p[jj].w;
                     }
             }
-            uint32_t old[JC][2];
-            if (a.accum) {
-#pragma unroll
-                for (int jj = 0; jj < JC; jj++) {
-                    const int col = n0 + 8 * (j0 + jj) + cl;
-                    const bool own = (j0 + jj) % a.sk == (int)zr && col < a.N;
-                    const uint32_t *y0 = (const uint32_t *)(a.y + (size_t)r0 * a.ldy + col);
-                    const uint32_t *y1 = (const uint32_t *)(a.y + (size_t)r1 * a.ldy + col);
-                    old[jj][0] = own && r0 < a.M ? *y0 : 0u;
-                    old[jj][1] = own && r1 < a.M ? *y1 : 0u;
-                }
-            }
 #pragma unroll
             for (int jj = 0; jj < JC; jj++) {
-                const int j = j0 + jj, col = n0 + 8 * j + cl;
-                if (j % a.sk != (int)zr || col >= a.N) continue; /* N % 8 == 0: col + 1 < N */
+                const int j = j0 + jj;
+                if (j < jlo || j >= jlo + nown) continue;
                 const float b0 = sbias[8 * j + cl], b1 = sbias[8 * j + cl + 1];
 #pragma unroll
                 for (int h = 0; h < 2; h++) {
-                    const int row = h ? r1 : r0;
-                    if (row >= a.M) continue;
                     float v0 = v[jj][2 * h] + b0, v1 = v[jj][2 * h + 1] + b1;
                     if (a.gelu) {
                         v0 = rtv_gelu_tanh(v0);
                         v1 = rtv_gelu_tanh(v1);
-                    } else if (a.accum) {
-                        v0 += __uint_as_float(old[jj][h] << 16);
-                        v1 += __uint_as_float(old[jj][h] & 0xFFFF0000u);
                     }
-                    *(uint32_t *)(a.y + (size_t)row * a.ldy + col) = rtv_pack_bf16x2(v0, v1);
+                    *(float2 *)&tile[(lr + 8 * h) * os + 8 * (j - jlo) + cl] = make_float2(v0, v1);
                 }
             }
         }
+        GM_MARK(5);
+        asm volatile("bar.sync 1, 256;" ::: "memory");
+        /* the second pass: item i is row i / nown, column group jlo + i % nown; batches of four
+         * items per thread, their residual loads issued before their stores */
+        const int items = RTV_GM_BM * nown;
+        for (int i0 = ct; i0 < items; i0 += 4 * 256) {
+            uint4 old[4];
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                const int i = i0 + 256 * b, row = m0 + i / nown, col = n0 + 8 * (jlo + i % nown);
+                old[b] = make_uint4(0, 0, 0, 0);
+                if (a.accum && i < items && row < a.M && col < a.N)
+                    old[b] = *(const uint4 *)(a.y + (size_t)row * a.ldy + col);
+            }
+#pragma unroll
+            for (int b = 0; b < 4; b++) {
+                const int i = i0 + 256 * b, lrow = i / nown, gj = i % nown;
+                const int row = m0 + lrow, col = n0 + 8 * (jlo + gj);
+                if (i >= items || row >= a.M || col >= a.N) continue; /* N % 8 == 0 */
+                const float4 *t = (const float4 *)&tile[lrow * os + 8 * gj];
+                const float4 t0 = t[0], t1 = t[1];
+                float o[8] = { t0.x, t0.y, t0.z, t0.w, t1.x, t1.y, t1.z, t1.w };
+                if (a.accum) {
+                    const uint32_t u[4] = { old[b].x, old[b].y, old[b].z, old[b].w };
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        o[2 * e] += __uint_as_float(u[e] << 16);
+                        o[2 * e + 1] += __uint_as_float(u[e] & 0xFFFF0000u);
+                    }
+                }
+                *(uint4 *)(a.y + (size_t)row * a.ldy + col) =
+                    make_uint4(rtv_pack_bf16x2(o[0], o[1]), rtv_pack_bf16x2(o[2], o[3]),
+                               rtv_pack_bf16x2(o[4], o[5]), rtv_pack_bf16x2(o[6], o[7]));
+            }
+        }
+        GM_MARK(6);
     }
     /* no CTA leaves while a peer may still arrive on its barriers or read its partials */
     if (ncl > 1) gm_cluster_sync();
@@ -302,6 +363,8 @@ int rtv_cuda_gm_init(rtv_stream *s)
 {
     s->gm_use = s->gm_ok = 0;
     s->gm_bn = s->gm_cm = s->gm_cn = s->gm_sk = 0;
+    s->gm_trace = NULL;
+    s->gm_trace_ctas = 0;
     memset(s->gm_clusters, 0, sizeof(s->gm_clusters));
     if (!s->wg_encode) return RTV_OK; /* not sm_90 or no tensor maps (wgemm_init) */
     for (int i = 0; i < RTV_GM_NBN; i++) {
@@ -336,7 +399,16 @@ int rtv_cuda_gm_init(rtv_stream *s)
     }
     s->gm_ok = 1;
     s->gm_use = rtv_cuda_env_switch("RTV_GM", 0); /* opt-in until measured (top) */
+    if (rtv_cuda_env_switch("RTV_GM_TRACE", 0)) {
+        CU_TRY(cudaMalloc((void **)&s->gm_trace, (size_t)1024 * 8 * sizeof(long long)));
+        CU_TRY(cudaMemset(s->gm_trace, 0, (size_t)1024 * 8 * sizeof(long long)));
+    }
     return RTV_OK;
+}
+
+extern "C" int rtv_cuda_gm_trace(rtv_stream *s, long long *out, int max_ctas)
+{
+    return rtv_cuda_trace_copy(s, s->gm_trace, s->gm_trace_ctas, out, max_ctas);
 }
 
 extern "C" int rtv_cuda_gm_tune(rtv_stream *s, int on, int bn, int cm, int cn, int sk)
@@ -378,8 +450,8 @@ int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const v
 {
     *st = RTV_OK;
     if (!s->gm_use || M <= 64 || (flags & ~(RTV_MM_GELU | RTV_MM_ACCUM)) ||
-        (flags & RTV_MM_GELU && !s->lt_gelu) || N % 8 || K % 8 || ldx % 8 || ldy % 2 ||
-        (((uintptr_t)x | (uintptr_t)w) % 16) || (uintptr_t)y % 4)
+        (flags & RTV_MM_GELU && !s->lt_gelu) || N % 8 || K % 8 || ldx % 8 || ldy % 8 ||
+        (((uintptr_t)x | (uintptr_t)w | (uintptr_t)y) % 16))
         return 1;
     rtv_gm_plan p;
     if (!gm_plan(s, M, N, K, &p)) return 1;
@@ -393,6 +465,9 @@ int rtv_cuda_gm(rtv_stream *s, void *y, int ldy, const void *x, int ldx, const v
     a.M = M; a.N = N; a.KT = rtv_cdiv(K, RTV_GM_BK); a.kper = p.kper; a.ldy = ldy;
     a.cm = p.cm; a.cn = p.cn; a.sk = p.sk; a.gelu = (flags & RTV_MM_GELU) != 0;
     a.accum = (flags & RTV_MM_ACCUM) != 0;
+    const int ctas = p.mt * p.nt * p.sk;
+    a.trace = s->capturing || ctas > 1024 ? NULL : s->gm_trace; /* eager launches only */
+    if (a.trace) s->gm_trace_ctas = ctas;
     const void *fn;
     const int smem = gm_func_attr(p.bn, &fn);
     cudaLaunchAttribute attr[2];

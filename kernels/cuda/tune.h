@@ -50,6 +50,10 @@ int rtv_cuda_lt_algo(struct rtv_stream *s, int index);
  * the MMAs, after the split-K exchange, end) and %globaltimer at the start, 8 values per CTA
  * into out; returns the CTA count (0: no trace). Synchronizes the stream. */
 int rtv_cuda_skinny_trace(struct rtv_stream *s, long long *out, int max_ctas);
+/* The same for gemm_mc.cu (RTV_GM_TRACE=1), from its first consumer thread: start, the
+ * dependency met, the first stage in, the MMAs done, the split partials exchanged, the output
+ * tile staged, end; %globaltimer at the start. */
+int rtv_cuda_gm_trace(struct rtv_stream *s, long long *out, int max_ctas);
 
 #ifdef __cplusplus
 }

@@ -218,8 +218,31 @@ int main(int argc, char **argv)
             static long long tr[1024 * 8];
             /* the trace is of the correctness launch above (eager; graph launches have none) */
             int nc = va[v].mode == 1 ? rtv_cuda_skinny_trace(S, tr, 1024)
-                     : va[v].mode == 2 ? rtv_cuda_wgemm_trace(S, tr, 1024) : 0;
-            if (nc > 0) { /* RTV_SKINNY_TRACE=1: phases of the last launch, mean over CTAs */
+                     : va[v].mode == 2 ? rtv_cuda_wgemm_trace(S, tr, 1024)
+                     : va[v].mode == 3 ? rtv_cuda_gm_trace(S, tr, 1024) : 0;
+            if (nc > 0 && va[v].mode == 3) { /* RTV_GM_TRACE=1: gemm_mc's phases, mean and max */
+                static const char *nm[6] = { "dep wait", "first stage", "main loop", "exchange",
+                                             "stage tile", "store" };
+                double ph[6] = { 0 }, mx[6] = { 0 };
+                long long t0min = tr[7], t0max = tr[7];
+                for (int c = 0; c < nc; c++) {
+                    const long long *q = tr + (size_t)c * 8;
+                    if (q[7] < t0min) t0min = q[7];
+                    if (q[7] > t0max) t0max = q[7];
+                    long long prev = q[0];
+                    for (int i = 0; i < 6; i++) {
+                        const double dt = (double)(q[i + 1] - prev);
+                        ph[i] += dt;
+                        if (dt > mx[i]) mx[i] = dt;
+                        prev = q[i + 1];
+                    }
+                }
+                printf("  trace %d CTAs, start spread %lld ns; kcycles mean/max:", nc,
+                       t0max - t0min);
+                for (int i = 0; i < 6; i++)
+                    printf(" %s %.2f/%.2f", nm[i], ph[i] / nc / 1e3, mx[i] / 1e3);
+                printf("\n");
+            } else if (nc > 0) { /* RTV_SKINNY_TRACE=1: phases of the last launch, mean over CTAs */
                 double ph[6] = { 0 };
                 int full = 0;
                 long long t0min = tr[7], t0max = tr[7];
