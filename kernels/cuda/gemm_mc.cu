@@ -57,28 +57,10 @@
 
 #define GM_A (RTV_GM_BM * 128)       /* bytes of a stage's x tile */
 #define GM_THREADS 384
-#define GM_RING (192 * 1024)     /* ring bytes at most */
 
-/* The output tile's row stride in floats for nown column groups of 8: 8 (mod 32) or 24, so
- * that a half warp's float2 stores of four rows fall in four different bank octets */
-static __host__ __device__ constexpr int gm_ostride(int nown)
-{
-    return (8 * nown + 8) % 16 ? 8 * nown + 8 : 8 * nown + 16;
-}
-
-template <int BN> struct gm_cfg {
-    static constexpr int B = BN * 128; /* bytes of a stage's w tile */
-    static constexpr int STAGE = GM_A + B;
-    static constexpr int ST = GM_RING / STAGE > 8 ? 8 : GM_RING / STAGE;
-    static constexpr int NJ = BN / 8; /* column groups */
-    /* after the main loop the ring holds the split partials (sk > 1: 128 x BN fp32) and then
-     * the fp32 output tile of our columns (all, or at most half of them with splits) */
-    static constexpr int PART = RTV_GM_BM * BN * 4;
-    static constexpr int T1 = RTV_GM_BM * gm_ostride(NJ) * 4;
-    static constexpr int T2 = PART + RTV_GM_BM * gm_ostride((NJ + 1) / 2) * 4;
-    static constexpr int USE = ST * STAGE > T1 ? (ST * STAGE > T2 ? ST * STAGE : T2)
-                                               : (T1 > T2 ? T1 : T2);
-    static constexpr int SMEM = 1024 + USE + 2 * ST * 8 + BN * 4; /* + barriers, the bias */
+template <int BN> struct gm_cfg { /* the shared memory layout (gm_plan.h) */
+    static constexpr int STAGE = RTV_GM_STAGE(BN), ST = RTV_GM_NST(BN), NJ = BN / 8;
+    static constexpr int PART = RTV_GM_PART(BN), USE = RTV_GM_USE(BN), SMEM = RTV_GM_SMEM(BN);
     static_assert(SMEM <= 227 * 1024, "shared memory");
 };
 
@@ -260,9 +242,9 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
         constexpr int NJ = C::NJ;
         constexpr int JC = BN >= 192 ? 4 : NJ % 8 == 0 ? 8 : NJ % 6 == 0 ? 6 : NJ % 5 == 0 ? 5 : 4;
         static_assert(NJ % JC == 0, "batches of column groups");
-        const int jlo = ((int)zr * NJ + a.sk - 1) / a.sk;
-        const int nown = ((int)zr * NJ + NJ + a.sk - 1) / a.sk - jlo;
-        const int os = gm_ostride(nown);
+        int jlo, nown;
+        rtv_gm_own(NJ, a.sk, (int)zr, &jlo, &nown);
+        const int os = RTV_GM_OSTRIDE(nown);
         float *tile = (float *)(sh + (a.sk > 1 ? C::PART : 0));
         const int lr = c * 64 + 16 * warp + g, cl = 2 * q4; /* our rows lr, lr + 8 */
 #pragma unroll

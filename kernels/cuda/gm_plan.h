@@ -12,6 +12,39 @@
 
 static const int rtv_gm_widths[RTV_GM_NBN] = { 96, 128, 160, 192, 256 };
 
+#ifdef __CUDACC__
+#define RTV_GM_HD __host__ __device__
+#else
+#define RTV_GM_HD
+#endif
+
+/* Shared memory of a CTA of tile width bn (bytes). The ring: stages of a 64-wide K step of
+ * the x tile (128 rows) and the w tile (bn rows), as many as fit 192 KB (at most 8). After the
+ * main loop the ring holds the split partials (sk > 1: 128 x bn fp32, read by the peers over
+ * DSMEM) and after them the epilogue's fp32 output tile of the columns this CTA owns (all of
+ * them, or at most half with splits), rows RTV_GM_OSTRIDE floats apart: 8 (mod 32) or 24, so
+ * that a half warp's float2 stores of four rows fall in four different bank octets. USE is
+ * the larger of the ring and those two; the barriers and the bias follow. */
+#define RTV_GM_RING (192 * 1024)
+#define RTV_GM_STAGE(bn) (RTV_GM_BM * 128 + (bn) * 128)
+#define RTV_GM_NST(bn) (RTV_GM_RING / RTV_GM_STAGE(bn) > 8 ? 8 : RTV_GM_RING / RTV_GM_STAGE(bn))
+#define RTV_GM_OSTRIDE(nown) ((8 * (nown) + 8) % 16 ? 8 * (nown) + 8 : 8 * (nown) + 16)
+#define RTV_GM_PART(bn) (RTV_GM_BM * (bn) * 4)
+#define RTV_GM_T1(bn) (RTV_GM_BM * RTV_GM_OSTRIDE((bn) / 8) * 4)
+#define RTV_GM_T2(bn) (RTV_GM_PART(bn) + RTV_GM_BM * RTV_GM_OSTRIDE(((bn) / 8 + 1) / 2) * 4)
+#define RTV_GM_MAX(a, b) ((a) > (b) ? (a) : (b))
+#define RTV_GM_USE(bn)                                                                      \
+    RTV_GM_MAX(RTV_GM_NST(bn) * RTV_GM_STAGE(bn), RTV_GM_MAX(RTV_GM_T1(bn), RTV_GM_T2(bn)))
+#define RTV_GM_SMEM(bn) (1024 + RTV_GM_USE(bn) + 2 * RTV_GM_NST(bn) * 8 + (bn) * 4)
+
+/* The column groups (of 8) of a tile's nj that split z of sk owns in the epilogue: a
+ * contiguous [*jlo, *jlo + *nown), so that the stores of a row are contiguous */
+static inline RTV_GM_HD void rtv_gm_own(int nj, int sk, int z, int *jlo, int *nown)
+{
+    *jlo = (z * nj + sk - 1) / sk;
+    *nown = ((z + 1) * nj + sk - 1) / sk - *jlo;
+}
+
 typedef struct {
     int bni, bn;  /* tile width (index into rtv_gm_widths, value) */
     int cm, cn;   /* weight tile multicast over cm row tiles, x tile over cn column tiles */

@@ -3,8 +3,10 @@
  * can run as launched, because a wrong one fails at launch or, worse, hangs a ring or reads
  * a peer's shared memory that is not there. Checked over pi0's shapes and 20k seeded random
  * shapes, on an H100-like occupancy table and on a partition of the GPU, and for fixed
- * configurations that must be refused or accepted. Plain C: runs without a GPU. */
+ * configurations that must be refused or accepted; and the epilogue's shared-memory layout
+ * for every tile width and split count. Plain C: runs without a GPU. */
 #include <stdint.h>
+#include <string.h>
 
 #include "check.h"
 #include "kernels/cuda/gm_plan.h"
@@ -40,8 +42,74 @@ static const char *bad_plan(const rtv_gm_plan *p, int M, int N, int K,
     return NULL;
 }
 
+/* The epilogue's shared-memory layout for tile width bn and sk splits (gemm_mc.cu): each
+ * split owns a contiguous, disjoint share of the column groups and together they own all;
+ * the first pass (the wgmma accumulator layout: consumer c, warp w, lane (g, q4) holds rows
+ * 64 c + 16 w + g and + 8, columns 8 j + 2 q4 and + 1) writes each owned tile cell exactly
+ * once, inside the tile, past the partials, inside the shared memory, without two lanes of a
+ * half warp on one bank; the second pass (item i: row i / nown, group i % nown) reads each
+ * exactly once. Returns the failed rule or NULL. */
+static const char *bad_layout(int bn, int sk)
+{
+    static unsigned char wrote[RTV_GM_BM * 1024], read[RTV_GM_BM * 1024];
+    const int nj = bn / 8;
+    if (RTV_GM_SMEM(bn) > 227 * 1024) return "shared memory over 227 KB";
+    int next = 0;
+    for (int z = 0; z < sk; z++) {
+        int jlo, nown;
+        rtv_gm_own(nj, sk, z, &jlo, &nown);
+        if (jlo != next || nown < 0) return "ownership not contiguous and disjoint";
+        next = jlo + nown;
+        if (sk > 1 && nown > (nj + 1) / 2) return "a split owns more than the tile holds";
+        const int os = RTV_GM_OSTRIDE(nown);
+        if (os < 8 * nown || (os % 32 != 8 && os % 32 != 24)) return "output tile stride";
+        const long base = sk > 1 ? RTV_GM_PART(bn) / 4 : 0; /* in floats */
+        if ((base + (long)RTV_GM_BM * os) * 4 > RTV_GM_USE(bn)) return "tile past the buffer";
+        if ((long)RTV_GM_BM * os > (long)sizeof(wrote)) return "test buffer";
+        memset(wrote, 0, sizeof(wrote));
+        memset(read, 0, sizeof(read));
+        for (int c = 0; c < 2; c++)
+            for (int w = 0; w < 4; w++)
+                for (int j = jlo; j < jlo + nown; j++)
+                    for (int h = 0; h < 2; h++) {
+                        int bank_used[32] = { 0 };
+                        for (int lane = 0; lane < 32; lane++) {
+                            if (lane == 16) memset(bank_used, 0, sizeof(bank_used));
+                            const int g = lane >> 2, q4 = lane & 3;
+                            const int row = 64 * c + 16 * w + g + 8 * h;
+                            const long f = (long)row * os + 8 * (j - jlo) + 2 * q4;
+                            for (int e = 0; e < 2; e++) {
+                                if (wrote[f + e]++) return "a tile cell written twice";
+                                if (bank_used[(base + f + e) % 32]++)
+                                    return "two lanes of a half warp on one bank";
+                            }
+                        }
+                    }
+        for (int i = 0; i < RTV_GM_BM * nown; i++) {
+            const int lrow = i / nown, gj = i % nown;
+            for (int e = 0; e < 8; e++) {
+                const long f = (long)lrow * os + 8 * gj + e;
+                if (!wrote[f]) return "the second pass reads a cell never written";
+                if (read[f]++) return "a tile cell read twice";
+            }
+        }
+        for (int r = 0; r < RTV_GM_BM; r++)
+            for (int col = 0; col < 8 * nown; col++)
+                if (!read[(long)r * os + col]) return "an owned cell never stored";
+    }
+    if (next != nj) return "ownership does not cover the tile";
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
+    /* the epilogue's layout for every width and split count the kernel takes */
+    for (int i = 0; i < RTV_GM_NBN; i++)
+        for (int sk = 1; sk <= RTV_GM_MAXCL; sk++) {
+            const char *why = bad_layout(rtv_gm_widths[i], sk);
+            CHECK_MSG(!why, "tile width %d, %d splits: %s", rtv_gm_widths[i], sk, why ? why : "");
+        }
+
     (void)argc;
     /* H100-like: 132 SMs in GPCs of 16-18, one CTA per SM; clusters of n fit per GPC */
     int h100[RTV_GM_NBN][RTV_GM_MAXCL + 1];
