@@ -27,17 +27,14 @@
  *
  * The tile, cm, cn and sk come from a cost model per shape (gm_plan.h), or from
  * rtv_cuda_gm_tune.
- * Status (H100, 2026-12-07, bench_matmul, weights past L2; kernels/README has the table):
- * slower than cuBLASLt on every shape measured (best: SigLIP qkv 18.6 against 10.0 us), and
- * split configurations now and then wrote NaN. What the figures say: the main loop streams
- * near the tensor pipes' rate (BN = 256: 0.66 us per K step, ~85% of the MMA peak), but each
- * launch paid a fixed ~11 us (BN = 128) to ~26 us (BN = 256): the epilogue loaded the bias
- * and y's old values one column group at a time between its stores, so every load waited a
- * full memory latency. Both are fixed here (bias staged in shared memory, loads batched ahead
- * of the stores; a barrier between the consumer warpgroups before the split partials take
- * the ring; the peers' arrivals spread over lanes) but NOT yet run on a GPU. Multicast
- * (cm, cn > 1) measured slower than none even after the arrivals' scope fix (SigLIP qkv
- * 23.2 us at cm = 4 against 18.6 without).
+ * Status (H100, bench_matmul, weights past L2; kernels/README has the tables): slower than
+ * cuBLASLt on every shape measured. 2026-12-08 00:47 UTC (c8efaa8): correct in every
+ * configuration (the NaN of split configurations is gone), SigLIP qkv 15.0 against 10.8 us,
+ * VL encode 7.6 against 5.6 ms. The fit (gm_plan.h): the main loop near the tensor pipes at
+ * BN = 256 (0.56 us per K step) and shared-memory bound at BN = 128 (0.43), a fixed cost
+ * that grew ~0.05 us per tile column: the stores straight from the accumulators, 16 bytes
+ * into each of 8 rows per warp store. The epilogue now stages an fp32 tile and writes whole
+ * rows (2995e24): NOT yet run on a GPU (no device time since).
  * Opt-in (RTV_GM=1); matmul otherwise runs cuBLASLt. */
 #include <stdio.h>
 #include <stdlib.h>

@@ -1,5 +1,5 @@
 /* kernels/cuda/gm_plan.h — how gemm_mc.cu lays out one GEMM: tile width, multicast groups and
- * K splits, chosen by a cost model fitted to its first H100 measurements. Plain C (no CUDA
+ * K splits, chosen by a cost model fitted to its H100 measurements. Plain C (no CUDA
  * types), so that the CPU tests check every plan against the kernel's preconditions
  * (tests/kernels/test_gm_plan.c). */
 #ifndef RTV_CUDA_GM_PLAN_H
@@ -74,13 +74,20 @@ static inline double rtv_gm_try(int M, int N, int K, int bni, int cm, int cn, in
     if (nt > 65535 || mt > 2147483647L) return -1;
     const long ctas = mt * nt * sk, room = (long)fit[bni][ncl] * ncl;
     if (ctas > room || (sms > 0 && ctas > sms)) return -1;
-    /* The model (H100, bench_matmul, 2026-12-07; kernels/README): a 64-wide K step takes
-     * 0.43 us at BN = 128 and 0.66 us at BN = 256 (~0.2 + 0.0018 BN), 1.2-1.4x that with
-     * multicast (cm or cn > 1); a launch's fixed part ~2 us once the epilogue no longer
-     * serializes its loads (the first version paid 11-26 us: an estimate until rerun); the
-     * split exchange ~0.8 us plus its partials over DSMEM at ~200 GB/s. */
-    double t = 2.0 + kper * (0.2 + 0.0018 * bn) * (cm * cn > 1 ? 1.3 : 1.0);
-    if (sk > 1) t += 0.8 + RTV_GM_BM * bn * 4.0 * (sk - 1) / sk / 2.0e5;
+    /* The model, fitted (least squares on log time, rms 5.6%) to 76 configurations on pi0's
+     * 512-row shapes (H100, bench_matmul, 2026-12-08 00:47 UTC, c8efaa8; kernels/README):
+     * - a 64-wide K step takes 0.298 + 0.00102 bn us (the MMAs: shared-memory bound at narrow
+     *   tiles), or longer where all CTAs together pull more from L2 per step than ~8.4 TB/s;
+     *   2.4% more with multicast, whose L2 traffic is 1/cm of the weight tile and 1/cn of x;
+     * - fixed: 2.1 us, 1.1 more with a multicast cluster, 1.3 more for a K split;
+     * - the fit's fixed cost also grew 0.048 us per tile column: the epilogue's stores of 16
+     *   bytes into 8 rows per warp store, replaced since (2995e24) by whole-row stores from a
+     *   staged tile. Taken here as 0.005 us per column: an estimate until measured. */
+    const int mc = cm * cn > 1;
+    const double l2 = (double)ctas * (RTV_GM_BM * 128.0 / cn + bn * 128.0 / cm) / 8.4e6;
+    const double mma = 0.298 + 0.00102 * bn;
+    double t = 2.1 + 0.005 * bn + (mc ? 1.1 : 0.0) + (sk > 1 ? 1.3 : 0.0) +
+               kper * (mma > l2 ? mma : l2) * (mc ? 1.024 : 1.0);
     p->bni = bni; p->bn = bn; p->cm = cm; p->cn = cn; p->sk = sk;
     p->mt = (int)mt; p->nt = (int)nt; p->kper = kper;
     return t;
