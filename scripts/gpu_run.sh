@@ -11,7 +11,8 @@
 # VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
 # launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
 # GEMMs), gm (gemm_mc.cu: op tests, configurations against cuBLASLt, VL encode with and
-# without; bench_matmul with gemm_mc's phase trace) (default: tests model).
+# without; bench_matmul with gemm_mc's phase trace), prof (GPU time per op, gemm_mc off and on)
+# (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -190,6 +191,15 @@ gm)
   for rep in 1 2; do for v in RTV_GM=0 RTV_GM=1; do
     echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(vision_tower|prefix_llm|vl_encode|action_cycle) |error|non-finite"
   done; done 2>&1 | tee "$O/gm_ab.txt" ;;
+prof)
+  # GPU time per op of the VL encode and the action cycle (RTV_CUDA_PROF=1: eager launches with
+  # CUDA events around each op; the rows "<= 64" are the action side), with gemm_mc off and on
+  for v in RTV_GM=0 RTV_GM=1; do
+    echo "== prof $v"
+    env $v RTV_CUDA_PROF=1 timeout 80 $R bench model -c configs/sim.yaml $PI0 --views 2 \
+      --prompt-len 0 --iters 20 > "$O/prof_${v#RTV_GM=}.txt" 2>&1
+    tail -26 "$O/prof_${v#RTV_GM=}.txt"
+  done ;;
 ncumm)
   # Nsight Compute on the VL encode's first cuBLAS GEMMs (the patch embedding, then SigLIP
   # layer 0's qkv, o, fc1, fc2): grid, cluster, registers, and whether L2 or DRAM or the
