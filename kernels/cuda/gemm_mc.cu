@@ -73,9 +73,7 @@ struct gm_args {
 /* phase p of this CTA's trace (clock64; slot 7: %globaltimer at the start), from thread 128 */
 #define GM_MARK(p)                                                                          \
     do {                                                                                    \
-        if (a.trace && tid == 128)                                                          \
-            a.trace[(size_t)((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * \
-                        8 + (p)] = clock64();                                               \
+        if (trc) trc[p] = clock64();                                                        \
     } while (0)
 
 #ifdef WG_KERNEL
@@ -116,11 +114,13 @@ static __global__ void __launch_bounds__(GM_THREADS, 1) gm_k(const __grid_consta
     const int m0 = blockIdx.x * RTV_GM_BM, n0 = blockIdx.y * BN;
     const int kb = blockIdx.z * a.kper, nk = min(a.KT - kb, a.kper);
     rtv_griddep_launch();
-    if (a.trace && tid == 128) {
+    long long *const trc = a.trace && tid == 128
+        ? a.trace + (size_t)((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * 8
+        : nullptr;
+    if (trc) {
         unsigned long long gt;
         asm volatile("mov.u64 %0, %globaltimer;" : "=l"(gt));
-        a.trace[(size_t)((blockIdx.z * gridDim.y + blockIdx.y) * gridDim.x + blockIdx.x) * 8 + 7] =
-            (long long)gt;
+        trc[7] = (long long)gt;
     }
     GM_MARK(0);
     if (tid == 0) {
