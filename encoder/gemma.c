@@ -22,6 +22,8 @@
 
 #include "runtime/policy_impl.h"
 
+#define RTV_EXPERT_MAXL 64 /* layers expert_layers takes in one call */
+
 /* One decoder layer on rows x[0, n) (width W, MLP F). Prefix: K/V rows go to kc/vc at
  * kv_row and attention reads kc/vc rows [0, kv_row + n). Expert (kvbase set): qkv points at row
  * kv_row of kvbase, a (rows, QKV) buffer whose earlier rows already hold K/V, so attention reads
@@ -172,6 +174,25 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
                    /* row 0 is the state token: it sees the prefix and itself only */
                    row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, p->exp_norms_folded, 0, NULL};
     /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
+    /* all layers in one call where the backend takes it (kernels/backend.h expert_layers) */
+    if (p->exp_norms_folded && b->expert_layers && c->llm_depth <= RTV_EXPERT_MAXL) {
+        void *lq[RTV_EXPERT_MAXL];
+        const void *wq[RTV_EXPERT_MAXL], *wo[RTV_EXPERT_MAXL], *wg[RTV_EXPERT_MAXL],
+            *wd[RTV_EXPERT_MAXL];
+        for (int l = 0; l < c->llm_depth; l++) {
+            lq[l] = ws->lq[l];
+            wq[l] = p->w.exp[l].qkv;
+            wo[l] = p->w.exp[l].o;
+            wg[l] = p->w.exp[l].gate_up;
+            wd[l] = p->w.exp[l].down;
+        }
+        const rtv_expert_step e = {n, c->exp_width, c->exp_mlp, c->n_heads, c->n_kv_heads,
+                                   c->head_dim, c->llm_depth, kv_row, io.limit_rows,
+                                   io.limit_keys, c->rms_eps, c->rope_theta, io.x, lq, wq, wo,
+                                   wg, wd};
+        if ((st = b->expert_layers(s, &e)) != RTV_E_UNSUPPORTED)
+            return st;
+    }
     const int chain = p->exp_norms_folded && b->rms_mlp != NULL;
     rtv_qkv_next nq = {NULL, NULL, QKV, QKV, c->n_heads + c->n_kv_heads, c->head_dim, kv_row,
                        c->rope_theta, NULL, 0};

@@ -62,6 +62,18 @@ typedef struct rtv_qkv_next {
     size_t after_bytes;
 } rtv_qkv_next;
 
+/* expert_layers' call: the action expert's layers (folded norms) on this step's rows. */
+typedef struct rtv_expert_step {
+    int rows, dim, mlp;             /* rows of x (<= 64), width, MLP width */
+    int heads, kv_heads, head_dim, layers;
+    int kv_row;                     /* qkv rows go to row kv_row of lq[l]; keys [0, kv_row + rows) */
+    int limit_rows, limit_keys;     /* attention's limit rule */
+    float eps, theta;               /* RMSNorm epsilon, RoPE base */
+    void *x;                        /* [rows, dim] residual stream, updated in place */
+    void *const *lq;                /* per layer [kv_row + rows, qkv] rows: prefix K/V filled */
+    const void *const *w_qkv, *const *w_o, *const *w_gu, *const *w_down; /* per layer */
+} rtv_expert_step;
+
 typedef struct rtv_backend {
     const char *name;  /* "cpu", "cuda" */
     int act_bytes;     /* bytes per activation element */
@@ -162,6 +174,15 @@ typedef struct rtv_backend {
     int (*rms_mlp)(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
                    const void *w_gu, const void *w_down, void *gu, void *ff, int dim, float eps,
                    int rows, int F, const rtv_qkv_next *nq);
+    /* Optional (NULL, or RTV_E_UNSUPPORTED for a call it does not take, with no error set:
+     * the model runs the layers op by op): e->layers action-expert layers with folded norms,
+     * each exactly encoder/gemma.c's layer on rows x[0, rows) at positions kv_row ..:
+     *   lq[l][kv_row + r] = rms_rope(x . w_qkv[l]^T) (q and k heads rotated, v scaled);
+     *   att = attention(q, K/V rows [0, kv_row + rows) of lq[l], limit rule);
+     *   x += att . w_o[l]^T; x += rms_geglu(x . w_gu[l]^T) . w_down[l]^T.
+     * The pointer arrays are read during the call only. A backend may run all layers as one
+     * persistent kernel (kernels/cuda/mk.cu). */
+    int (*expert_layers)(rtv_stream *s, const rtv_expert_step *e);
     /* y[r, :] += w[r % period, :] for r < rows (w a weight [period, dim]): position
      * embeddings (period = tokens per view) and broadcast biases (period = 1). */
     int (*add_weight_rows)(rtv_stream *s, void *y, const void *w, int rows, int dim,

@@ -11,7 +11,8 @@
 # VL encode with and without it, the policy suites with it on), ncu (Nsight Compute on single
 # launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
 # GEMMs), gm (gemm_mc.cu: op tests, configurations against cuBLASLt, VL encode with and
-# without; bench_matmul with gemm_mc's phase trace), prof (GPU time per op, gemm_mc off and on)
+# without; bench_matmul with gemm_mc's phase trace), prof (GPU time per op, gemm_mc off and on),
+# mk (the expert's layers as one persistent kernel: op tests, policy suites, action cycle on/off)
 # (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
@@ -200,6 +201,19 @@ prof)
       --prompt-len 0 --iters 20 > "$O/prof_${v#RTV_GM=}.txt" 2>&1
     tail -26 "$O/prof_${v#RTV_GM=}.txt"
   done ;;
+mk)
+  # expert_layers on mk.cu (opt-in RTV_MK=1; test_cuda_ops turns it on itself): a wait that
+  # cannot end traps after ~2 s, a hang shows as the timeout
+  timeout 120 $C/bin/test_cuda_ops > "$O/mk_ops.txt" 2>&1; rc=$?
+  echo "== mk: test_cuda_ops rc=$rc: $(tail -1 "$O/mk_ops.txt")"
+  grep -E -A4 "FAIL|expert_layers|error" "$O/mk_ops.txt" | head -40
+  if [ $rc -eq 0 ]; then
+    RTV_MK=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_MK=1 /'
+    for rep in 1 2; do for v in RTV_MK=0 RTV_MK=1; do
+      echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(head|action_cycle|full_forward) |error|non-finite"
+    done; done 2>&1 | tee "$O/mk_ab.txt"
+    RTV_MK=1 RTV_TEST_PI0=only timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -3
+  fi ;;
 ncumm)
   # Nsight Compute on the VL encode's first cuBLAS GEMMs (the patch embedding, then SigLIP
   # layer 0's qkv, o, fc1, fc2): grid, cluster, registers, and whether L2 or DRAM or the

@@ -66,6 +66,7 @@ static void cuda_stream_free(rtv_stream *s)
     if (s->wg_chain) rtv_cuda_wgemm_chain_report(s, stderr); /* RTV_WGMMA_TRACE=1 */
     if (s->wa_trace) rtv_cuda_attn_wg_report(s, stderr); /* RTV_WG_ATTN_TRACE=1 */
     rtv_cuda_plans_free(s);
+    rtv_cuda_mk_free(s);
     if (s->blas) cublasDestroy(s->blas);
     if (s->lt) cublasLtDestroy(s->lt);
     cudaFree(s->blas_ws);
@@ -138,7 +139,7 @@ static int cuda_stream_new(rtv_stream **out)
     if ((st = rtv_cuda_skinny_init(s)) || (st = rtv_cuda_attn_small_init(s)) ||
         (st = rtv_cuda_mlp_init(s)) || (st = rtv_cuda_wgemm_init(s)) ||
         (st = rtv_cuda_attn_wg_init(s)) || (st = rtv_cuda_gg_init(s)) ||
-        (st = rtv_cuda_gm_init(s)))
+        (st = rtv_cuda_gm_init(s)) || (st = rtv_cuda_mk_init(s)))
         goto fail;
     if (sms > 0) cublasSetSmCountTarget(s->blas, sms);
     if (cublasSetStream(s->blas, s->s) != CUBLAS_STATUS_SUCCESS ||
@@ -396,6 +397,9 @@ extern "C" const rtv_backend *rtv_backend_cuda(void)
             /* or as four wgmma GEMMs carrying the norms, GeGLU and RoPE (wgemm.cu): opt-in
              * until it wins; where the GPU is not sm_90 each falls back to the unfused ops */
             if (rtv_cuda_env_switch("RTV_WGMMA", 0)) b.rms_mlp = rtv_cuda_rms_mlp_wg;
+            /* or all the expert's layers of an Euler step as one persistent kernel (mk.cu):
+             * opt-in until it wins; it declines calls it cannot run (the layers op by op) */
+            if (rtv_cuda_env_switch("RTV_MK", 0)) b.expert_layers = rtv_cuda_expert_layers;
         }
         b.add_weight_rows = rtv_cuda_add_weight_rows;
         b.axpy = rtv_cuda_axpy;

@@ -109,6 +109,10 @@ struct rtv_stream {
     unsigned long long *wg_chain;
     long wg_chain_n;
     struct { long seq; int ctas, mode, n, k, ks; } wg_chain_info[RTV_WG_RING];
+    /* the expert's layers as one persistent kernel (mk.cu, RTV_MK=1): on, usable here, its
+     * cache of plans and launch parameters, cuTensorMapEncodeTiled */
+    int mk_use, mk_ok;
+    void *mk_cache, *mk_encode;
     struct rtv_lt_plan plans[RTV_CUDA_LT_CACHE];
 };
 
@@ -289,6 +293,11 @@ int rtv_cuda_wgemm_geglu(rtv_stream *s, void *y, const void *x, int ldx, const v
 int rtv_cuda_rms_mlp_wg(rtv_stream *s, void *x, const void *att, const void *w_o, int qd,
                         const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
                         float eps, int rows, int F, const rtv_qkv_next *nq);
+/* expert_layers (backend.h) as one persistent kernel (mk.cu; sm_90a, opt-in RTV_MK=1):
+ * RTV_E_UNSUPPORTED where it does not take the call (the model runs the layers op by op). */
+int rtv_cuda_mk_init(rtv_stream *s);
+void rtv_cuda_mk_free(rtv_stream *s);
+int rtv_cuda_expert_layers(rtv_stream *s, const rtv_expert_step *e);
 int rtv_cuda_add_weight_rows(rtv_stream *s, void *y, const void *w, int rows, int dim,
                              int period);
 int rtv_cuda_axpy(rtv_stream *s, void *y, const void *x, float alpha, size_t n);

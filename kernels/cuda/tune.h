@@ -54,6 +54,9 @@ int rtv_cuda_skinny_trace(struct rtv_stream *s, long long *out, int max_ctas);
  * dependency met, the first stage in, the MMAs done, the split partials exchanged, the output
  * tile staged, end; %globaltimer at the start. */
 int rtv_cuda_gm_trace(struct rtv_stream *s, long long *out, int max_ctas);
+/* Whether expert_layers runs its persistent kernel (mk.cu) on this stream: RTV_MK=1 at stream
+ * creation, an sm_90a image and the tensor-map encoder. */
+int rtv_cuda_mk_usable(struct rtv_stream *s);
 
 #ifdef __cplusplus
 }

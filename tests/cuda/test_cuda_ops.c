@@ -307,6 +307,84 @@ static void t_rms_mlp(int rows, int dim, int ff, int qd, int qcols, int rheads, 
     free(x); free(wgu); free(wd); free(at); free(wo); free(wq);
 }
 
+/* expert_layers (mk.cu, one persistent kernel per call) against encoder/gemma.c's layer run
+ * op by op on the CPU: `layers` folded-norm layers on `rows` rows after kv_row keys of prefix,
+ * twice in a row (its counters must start from zero again). Checks x and every layer's qkv
+ * rows. Where the kernel cannot run (not sm_90a) the op declines and the case is reported. */
+static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int layers,
+                            int kv_row, int lim_r, int lim_k)
+{
+    const int hd = 256, Q = heads * hd, QKV = (heads + 2 * kvh) * hd, keys = kv_row + rows;
+    char what[160];
+    if (!G->expert_layers || !rtv_cuda_mk_usable(gs)) {
+        printf("expert_layers rows=%d: the persistent kernel is not usable here (RTV_MK, sm_90a)"
+               "\n", rows);
+        return;
+    }
+    float *x = rnd((size_t)rows * dim, 2);
+    pair X = act(x, (size_t)rows * dim), AT = act(NULL, (size_t)rows * Q);
+    pair GU = act(NULL, (size_t)rows * 2 * ff), F = act(NULL, (size_t)rows * ff);
+    pair LQ[4], WQ[4], WO[4], WG[4], WD[4];
+    void *lq[4];
+    const void *wq[4], *wo[4], *wg[4], *wd[4];
+    float *hosts[5 * 4];
+    for (int l = 0; l < layers; l++) {
+        float *h;
+        hosts[5 * l] = h = rnd((size_t)keys * QKV, 1); /* prefix K/V; suffix rows overwritten */
+        LQ[l] = act(h, (size_t)keys * QKV);
+        hosts[5 * l + 1] = h = rnd((size_t)QKV * dim, 1.5f / sqrtf(dim));
+        WQ[l] = wt(h, (size_t)QKV * dim);
+        hosts[5 * l + 2] = h = rnd((size_t)dim * Q, 1.0f / sqrtf(Q));
+        WO[l] = wt(h, (size_t)dim * Q);
+        hosts[5 * l + 3] = h = rnd((size_t)2 * ff * dim, 1.5f / sqrtf(dim));
+        WG[l] = wt(h, (size_t)2 * ff * dim);
+        hosts[5 * l + 4] = h = rnd((size_t)dim * ff, 1.0f / sqrtf(ff));
+        WD[l] = wt(h, (size_t)dim * ff);
+        lq[l] = LQ[l].g;
+        wq[l] = WQ[l].g;
+        wo[l] = WO[l].g;
+        wg[l] = WG[l].g;
+        wd[l] = WD[l].g;
+    }
+    const float scale = 1.0f / sqrtf((float)hd);
+    const rtv_expert_step e = { rows, dim, ff, heads, kvh, hd, layers, kv_row, lim_r, lim_k,
+                                1e-6f, 1e4f, X.g, lq, wq, wo, wg, wd };
+    for (int rep = 0; rep < 2; rep++) {
+        for (int l = 0; l < layers; l++) {
+            void *y = (float *)LQ[l].c + (size_t)kv_row * QKV;
+            CHECK(C->matmul(cs, y, QKV, X.c, dim, WQ[l].c, NULL, rows, QKV, dim, 0) == 0);
+            CHECK(C->rms_rope(cs, y, QKV, QKV, X.c, dim, 1e-6f, rows, heads + kvh, hd, kv_row,
+                              1e4f) == 0);
+            CHECK(C->attention(cs, AT.c, Q, y, QKV, (float *)LQ[l].c + Q,
+                               (float *)LQ[l].c + Q + kvh * hd, QKV, keys, NULL, NULL, 0, 0,
+                               rows, heads, kvh, hd, scale, lim_r, lim_k) == 0);
+            CHECK(C->matmul(cs, X.c, dim, AT.c, Q, WO[l].c, NULL, rows, dim, Q, RTV_MM_ACCUM) == 0);
+            CHECK(C->matmul(cs, GU.c, 2 * ff, X.c, dim, WG[l].c, NULL, rows, 2 * ff, dim, 0) == 0);
+            CHECK(C->rms_geglu(cs, F.c, GU.c, X.c, dim, 1e-6f, rows, ff) == 0);
+            CHECK(C->matmul(cs, X.c, dim, F.c, ff, WD[l].c, NULL, rows, dim, ff,
+                            RTV_MM_ACCUM) == 0);
+        }
+        const int st = G->expert_layers(gs, &e);
+        CHECK_MSG(st == 0, "expert_layers rows=%d: %d %s", rows, st,
+                  st == RTV_E_UNSUPPORTED ? "(declined)" : rtv_last_error());
+        CHECK(G->sync(gs) == 0);
+    }
+    snprintf(what, sizeof(what), "expert_layers x2 x rows=%d dim=%d ff=%d heads=%d layers=%d "
+             "kv_row=%d limit=%d/%d", rows, dim, ff, heads, layers, kv_row, lim_r, lim_k);
+    compare(what, X, 3e-2f);
+    for (int l = 0; l < layers; l++) {
+        snprintf(what, sizeof(what), "expert_layers qkv rows of layer %d (rows=%d kv_row=%d)", l,
+                 rows, kv_row);
+        compare(what, LQ[l], 3e-2f); /* prefix rows untouched on both, suffix rows computed */
+    }
+    for (int l = 0; l < layers; l++) {
+        drop(LQ[l]); drop(WQ[l]); drop(WO[l]); drop(WG[l]); drop(WD[l]);
+        for (int i = 0; i < 5; i++) free(hosts[5 * l + i]);
+    }
+    drop(X); drop(AT); drop(GU); drop(F);
+    free(x);
+}
+
 static void t_attention(int n_q, int n0, int n1, int heads, int kvh, int hd, int lim_r, int lim_k)
 {
     int ldq = heads * hd + 2 * kvh * hd; /* fused qkv layout */
@@ -445,6 +523,8 @@ int main(int argc, char **argv)
     setenv("RTV_NORM_FOLD", "1", 1); /* rms_rope / rms_geglu present even if the caller's
                                       * environment switched them off */
     setenv("RTV_WG_GEGLU", "1", 1);  /* matmul_rms_geglu's wgmma kernel, whatever the caller set */
+    setenv("RTV_MK", "1", 1);        /* expert_layers' persistent kernel (opt-in; only the
+                                      * expert_layers cases call it) */
     G = rtv_backend_cuda();
     if (!G) {
         printf("no CUDA device: skipped\n");
@@ -518,6 +598,12 @@ int main(int argc, char **argv)
     t_rms_mlp(50, 1024, 4096, 2048, 2560, 9, 256);    /* the action rows alone */
     t_rms_mlp(50, 1024, 4096, 2048, 0, 0, 0);         /* the last layer: no next qkv */
     t_rms_mlp(50, 1024, 4096, 0, 0, 0, 0);            /* the MLP block alone */
+    /* all the expert's layers of a step in one kernel (mk.cu): pi0's step 0 (the state token
+     * sees the prefix and itself) and later steps, with 2 of its 18 layers; a narrow model with
+     * two heads and few rows */
+    t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513);
+    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0);
+    t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0);
     t_rms_mlp(64, 1024, 4096, 2048, 2560, 9, 256);    /* chunk 63 + the state row */
     t_rms_mlp(1, 1024, 4096, 2048, 2560, 9, 256);     /* one row */
     t_rms_mlp(13, 256, 1024, 512, 640, 3, 128);       /* pi0-tiny sized: rotated and scaled tiles */

@@ -841,6 +841,11 @@ int main(void)
         check_plan(&p0, NULL, what, i == 0 ? 4 : 2);
         snprintf(what, sizeof(what), "pi0 step 1, %d CTAs", shares[i]);
         check_plan(&p1, NULL, what, 2);
+        /* the cut kernels/cuda/mk.cu asks for: 64-column tiles (two 32-row weight boxes), key
+         * splits of at most 80 keys (one chunk each) */
+        const rtv_mk_shape cuda_cut = {32, 8, 64, 0, 32, 64, 0, 0};
+        snprintf(what, sizeof(what), "pi0 step 0 as mk.cu cuts it, %d CTAs", shares[i]);
+        check_plan(&p0, &cuda_cut, what, 2);
     }
     kt_fini();
     return check_report("test_mk_plan");

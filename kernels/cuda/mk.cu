@@ -1,0 +1,864 @@
+/* kernels/cuda/mk.cu — the action expert's layers of one Euler step as ONE persistent kernel
+ * (the `expert_layers` op), running the task plan of mk_plan.h. OPT-IN (RTV_MK=1) until it
+ * wins; sm_90a only (built in the wgmma archive; elsewhere the model runs the layers op by op).
+ *
+ * Why (kernels/README, "The CUDA backend"): the action cycle is ~1,900 launches, and every
+ * op-level kernel tried pays a fixed cost per launch and cannot stream its weights before its
+ * predecessor ends, except through programmatic launch, which cuBLAS never grants. Here one
+ * CTA per SM runs its list of tasks; a task waits (counters in global memory) only for the
+ * tasks whose output it reads, and its weights, which depend on nothing, stream in before
+ * that wait, across task and layer boundaries.
+ *
+ * A CTA: warps 0-3 are the consumer warpgroup, warp 4 lane 0 the producer.
+ * - GEMM tasks (QKV, O, GU, DOWN; 64 output features = two 32-row weight boxes, K in 64-wide
+ *   chunks) flow through a ring of MK_NST stages, each the activation chunk (64 rows x 64 K,
+ *   rows past n read as zeros) and the weight chunk (64 rows x 64 K), 128-byte swizzled, as in
+ *   wgemm.cu. The producer keeps two cursors over its CTA's chunks: weights are issued as soon
+ *   as a stage is free, activations once the chunk's task has its inputs (its counters are
+ *   met); so the weights of the next tasks load while this one waits or computes.
+ *   The consumers run wgmma.m64n64k16 from the ring, sum x^2 of the activation rows for the
+ *   folded norm's row scale (QKV and GU read x with K = dim), stage the fp32 tile in shared
+ *   memory and run the epilogue: row scale + RoPE into the layer's qkv rows, row scale +
+ *   GeGLU into ff, or for O and DOWN the residual add into x, or with K splits an fp32 partial
+ *   in slot `split`; the split that arrives last sums the slots in split order and adds the
+ *   residual (deterministic).
+ * - ATT tasks (head, key split) run on the consumers from their own region (Q 64 x 256, one
+ *   chunk of 80 keys of K and of V, TMA-loaded once the counters are met): S = Q K^T
+ *   (wgmma m64n80k16), limit rule, online softmax in registers, P as the register A operand of
+ *   O += P V (wgmma m64n128k16), as attn_wg.cu. One split writes att; several write records
+ *   (O unnormalized, max, sum) and the last to arrive combines them in split order.
+ * Signalling: a task's stores, a proxy fence (TMA reads them), the CTA's barrier, then thread 0
+ * releases the counter (or arrives on the tile's, acquiring the other splits' writes).
+ * Counters are zeroed by a memset before each launch (captured with it). */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cuda.h>
+
+#include "cuda_impl.h"
+#include "mma.cuh"
+#include "tmap.h"
+#include "tune.h"
+#include "wgmma.cuh"
+
+extern "C" {
+#include "kernels/cuda/mk_plan.h"
+}
+
+#define MK_MAXL 24          /* layers in one launch */
+#define MK_THREADS 160      /* the consumer warpgroup + the producer warp */
+#define MK_STAGE 16384      /* ring stage: activation chunk (8 KB), weight chunk (8 KB) */
+#define MK_NST 7            /* ring stages */
+#define MK_KB 80            /* attention keys per chunk */
+#define MK_HD 256           /* head_dim (pi0) */
+#define MK_HB (MK_HD / 64)  /* 64-column boxes per head */
+#define MK_QBOX 8192        /* 64 rows x 64 columns bf16 */
+#define MK_KVBOX (MK_KB * 128)
+#define MK_ATT (MK_HB * MK_QBOX + 2 * MK_HB * MK_KVBOX) /* Q, K chunk, V chunk */
+#define MK_STG 68           /* fp32 row stride of the staged GEMM tile (in the ATT region) */
+#define MK_RECF (MK_HD + 8) /* floats per attention record: O, max, sum, pad */
+#define MK_SMEM (1024 + MK_NST * MK_STAGE + MK_ATT)
+
+struct mk_args {
+    CUtensorMap tw[MK_MAXL][4];  /* weights qkv, o, gate_up, down: boxes of 64 K x 32 rows */
+    CUtensorMap tlq[MK_MAXL][2]; /* layer's qkv rows: boxes of 64 x 64 rows (Q), 64 x 80 (K/V) */
+    CUtensorMap tx, tatt, tff;   /* activations: boxes of 64 x 64 rows */
+    bf16 *x, *att, *ff;
+    bf16 *lq[MK_MAXL];
+    float *part, *arec;          /* split partials [16][64][W]; records [nh][splits][64][RECF] */
+    unsigned *ctr;
+    const rtv_mk_task *task;
+    const int *cta_first, *cta_task;
+    int n, W, F, nh, nkv, kv_row, limit_rows, limit_keys, qkv, a_splits;
+    float eps, log2_theta, scale2;
+};
+
+#ifdef WG_KERNEL
+static __device__ __forceinline__ unsigned mk_ld_acquire(const unsigned *p)
+{
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+static __device__ __forceinline__ void mk_release_add(unsigned *p)
+{
+    asm volatile("red.release.gpu.global.add.u32 [%0], 1;" ::"l"(p) : "memory");
+}
+static __device__ __forceinline__ unsigned mk_arrive(unsigned *p)
+{
+    unsigned old;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(p) : "memory");
+    return old;
+}
+/* non-blocking: has the phase of parity completed? */
+static __device__ __forceinline__ unsigned mk_test(uint64_t *b, unsigned parity)
+{
+    unsigned done;
+    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}"
+                 : "=r"(done)
+                 : "r"(wg_saddr(b)), "r"(parity)
+                 : "memory");
+    return done;
+}
+static __device__ __forceinline__ void mk_proxy_global(void)
+{
+    asm volatile("fence.proxy.async.global;" ::: "memory");
+}
+static __device__ __forceinline__ void mk_sync_consumers(void)
+{
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+}
+static __device__ __forceinline__ int mk_ready(const mk_args &a, const rtv_mk_task &t)
+{
+    for (int w = 0; w < t.nwait; w++)
+        if (mk_ld_acquire(a.ctr + t.wait[w].ctr) < t.wait[w].target) return 0;
+    return 1;
+}
+static __device__ __forceinline__ int mk_is_gemm(int op) { return op != RTV_MK_ATT; }
+/* A wait that cannot end (a plan or counter bug) fails the launch after ~2^32 cycles (~2 s)
+ * instead of hanging the stream. */
+#define MK_WATCHDOG (1ll << 32)
+static __device__ __forceinline__ void mk_wait_ready(const mk_args &a, const rtv_mk_task &t)
+{
+    const long long t0 = clock64();
+    while (!mk_ready(a, t)) {
+        __nanosleep(32);
+        if (clock64() - t0 > MK_WATCHDOG) __trap();
+    }
+}
+
+/* the two 32-row weight boxes of a GEMM task and its weight map */
+static __device__ __forceinline__ void mk_rows(const mk_args &a, const rtv_mk_task &t, int *r0,
+                                               int *r1)
+{
+    switch (t.op) {
+    case RTV_MK_QKV:
+        *r0 = t.tile * MK_HD + (int)t.col0;
+        *r1 = *r0 + MK_HD / 2;
+        break;
+    case RTV_MK_GU:
+        *r0 = (int)t.col0;
+        *r1 = a.F + (int)t.col0;
+        break;
+    default:
+        *r0 = (int)t.col0;
+        *r1 = (int)t.col0 + 32;
+        break;
+    }
+}
+static __device__ __forceinline__ const CUtensorMap *mk_wmap(const mk_args &a,
+                                                             const rtv_mk_task &t)
+{
+    const int i = t.op == RTV_MK_QKV ? 0 : t.op == RTV_MK_O ? 1 : t.op == RTV_MK_GU ? 2 : 3;
+    return &a.tw[t.layer][i];
+}
+static __device__ __forceinline__ const CUtensorMap *mk_amap(const mk_args &a,
+                                                             const rtv_mk_task &t)
+{
+    return t.op == RTV_MK_O ? &a.tatt : t.op == RTV_MK_DOWN ? &a.tff : &a.tx;
+}
+
+/* The producer: weights of chunk wseq as soon as its stage is free, activations of chunk aseq
+ * once its task's counters are met. */
+static __device__ void mk_produce(const mk_args &a, int first, int last, unsigned char *ring,
+                                  uint64_t *full, uint64_t *empty)
+{
+    int wi = first, wc = 0, ai = first, ac = 0, a_ok = 0;
+    unsigned wseq = 0, aseq = 0;
+    rtv_mk_task wt, at;
+    /* the next GEMM task at or after i */
+#define MK_SKIP(i, t)                                                                       \
+    do {                                                                                    \
+        while ((i) < last && !mk_is_gemm(a.task[a.cta_task[(i)]].op)) (i)++;                \
+        if ((i) < last) (t) = a.task[a.cta_task[(i)]];                                      \
+    } while (0)
+    MK_SKIP(wi, wt);
+    MK_SKIP(ai, at);
+    long long idle = clock64();
+    while (ai < last) {
+        int did = 0;
+        if (wi < last) {
+            const int s = (int)(wseq % MK_NST);
+            if (wseq < MK_NST || mk_test(&empty[s], ((wseq / MK_NST) - 1) & 1)) {
+                int r0, r1;
+                mk_rows(a, wt, &r0, &r1);
+                const int k = (int)wt.k0 + 64 * wc;
+                unsigned char *st = ring + (size_t)s * MK_STAGE;
+                wg_expect(&full[s], MK_STAGE);
+                wg_tma(st + 8192, mk_wmap(a, wt), k, r0, &full[s]);
+                wg_tma(st + 8192 + 4096, mk_wmap(a, wt), k, r1, &full[s]);
+                wseq++;
+                if (++wc == (int)wt.nk / 64) {
+                    wc = 0;
+                    wi++;
+                    MK_SKIP(wi, wt);
+                }
+                did = 1;
+            }
+        }
+        if (aseq < wseq) {
+            if (!a_ok && mk_ready(a, at)) {
+                a_ok = 1;
+                mk_proxy_global(); /* generic-proxy writes of other CTAs, read by TMA */
+            }
+            if (a_ok) {
+                const int s = (int)(aseq % MK_NST);
+                wg_tma(ring + (size_t)s * MK_STAGE, mk_amap(a, at), (int)at.k0 + 64 * ac, 0,
+                       &full[s]);
+                aseq++;
+                if (++ac == (int)at.nk / 64) {
+                    ac = 0;
+                    a_ok = 0;
+                    ai++;
+                    MK_SKIP(ai, at);
+                }
+                did = 1;
+            }
+        }
+        if (did) {
+            idle = clock64();
+        } else {
+            __nanosleep(20);
+            if (clock64() - idle > MK_WATCHDOG) __trap();
+        }
+    }
+#undef MK_SKIP
+}
+
+/* After a task's stores: fence, barrier, then thread 0 releases its counter, or arrives at
+ * its tile's; returns 1 (to every consumer) where this split arrived last and must reduce. */
+static __device__ __forceinline__ int mk_done(const mk_args &a, const rtv_mk_task &t,
+                                              int *flag)
+{
+    mk_proxy_global();
+    __threadfence();
+    mk_sync_consumers();
+    if (threadIdx.x == 0) {
+        int last = 0;
+        if (t.nsplit > 1)
+            last = mk_arrive(a.ctr + t.arrive) == (unsigned)(t.nsplit - 1);
+        else
+            mk_release_add(a.ctr + t.signal);
+        *flag = last;
+    }
+    mk_sync_consumers();
+    return *flag;
+}
+static __device__ __forceinline__ void mk_reduced(const mk_args &a, const rtv_mk_task &t)
+{
+    mk_proxy_global();
+    __threadfence();
+    mk_sync_consumers();
+    if (threadIdx.x == 0) mk_release_add(a.ctr + t.signal);
+}
+
+/* One GEMM task on the consumers: its chunks from the ring (seq: the CTA's chunk count so
+ * far), then its epilogue. */
+static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned char *ring,
+                               uint64_t *full, uint64_t *empty, unsigned *seq, float *stg,
+                               int *flag)
+{
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int nch = (int)t.nk / 64, scale = t.op == RTV_MK_QKV || t.op == RTV_MK_GU;
+    float d[32];
+    float ss = 0.f;
+    /* the producer has waited for the inputs; the epilogue of O and DOWN also reads x (the
+     * residual), so the consumers acquire them too (met by the time the first chunk lands) */
+    if (tid == 0 && (t.op == RTV_MK_O || t.op == RTV_MK_DOWN)) mk_wait_ready(a, t);
+    for (int c = 0; c < nch; c++, (*seq)++) {
+        const int s = (int)(*seq % MK_NST);
+        unsigned char *st = ring + (size_t)s * MK_STAGE;
+        wg_wait(&full[s], (*seq / MK_NST) & 1);
+        const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
+        wg_fence();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wg_mma(d, dx + 2 * kk, dw + 2 * kk, c > 0 || kk > 0);
+        wg_commit();
+        if (scale) { /* row tid / 2, half tid % 2 of the chunk (the swizzle keeps rows) */
+            const uint4 *p = (const uint4 *)(st + (tid >> 1) * 128 + (tid & 1) * 64);
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const uint4 v = p[u];
+                const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
+#pragma unroll
+                for (int k = 0; k < 4; k++) {
+                    const float2 f = __bfloat1622float2(e[k]);
+                    ss += f.x * f.x + f.y * f.y;
+                }
+            }
+        }
+        wg_wait_group<1>(); /* chunk c - 1's MMAs are done: its stage may be refilled */
+        if (c > 0 && lane == 0) wg_arrive(&empty[(*seq - 1) % MK_NST]);
+    }
+    wg_wait_group<0>();
+    if (lane == 0) wg_arrive(&empty[(*seq - 1) % MK_NST]);
+    /* stage the tile: D rows 16 warp + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1) */
+    float *ssq = stg + 64 * MK_STG;
+    const int rr = 16 * warp + (lane >> 2), cc = 2 * (lane & 3);
+    ss += __shfl_xor_sync(0xffffffffu, ss, 1);
+    mk_sync_consumers(); /* the previous task is done with the region */
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+        *(float2 *)&stg[rr * MK_STG + 8 * j + cc] = make_float2(d[4 * j], d[4 * j + 1]);
+        *(float2 *)&stg[(rr + 8) * MK_STG + 8 * j + cc] = make_float2(d[4 * j + 2], d[4 * j + 3]);
+    }
+    if (!(tid & 1)) ssq[tid >> 1] = ss;
+    mk_sync_consumers();
+    int r0, r1;
+    mk_rows(a, t, &r0, &r1);
+    const int l = t.layer;
+    for (int it = tid; it < a.n * 8; it += 128) {
+        const int row = it >> 3, c4 = 4 * (it & 7);
+        const float4 v0 = *(const float4 *)&stg[row * MK_STG + c4];
+        const float4 v1 = *(const float4 *)&stg[row * MK_STG + 32 + c4];
+        const float sr = scale ? rsqrtf(ssq[row] / a.W + a.eps) : 1.f;
+        float g[4] = { v0.x * sr, v0.y * sr, v0.z * sr, v0.w * sr };
+        float u[4] = { v1.x * sr, v1.y * sr, v1.z * sr, v1.w * sr };
+        if (t.op == RTV_MK_QKV) {
+            bf16 *yr = a.lq[l] + (size_t)(a.kv_row + row) * a.qkv;
+            if (t.tile < a.nh + a.nkv) { /* q and k heads: RoPE on the pairs (i, i + hd / 2) */
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = (int)t.col0 + c4 + e;
+                    const float inv_freq = exp2f(-(2.0f * i / MK_HD) * a.log2_theta);
+                    float sn, cs;
+                    sincosf((float)(a.kv_row + row) * inv_freq, &sn, &cs);
+                    const float p = g[e] * cs - u[e] * sn, q = u[e] * cs + g[e] * sn;
+                    g[e] = p;
+                    u[e] = q;
+                }
+            }
+            rtv_put_bf16x4(yr + r0 + c4, g[0], g[1], g[2], g[3]);
+            rtv_put_bf16x4(yr + r1 + c4, u[0], u[1], u[2], u[3]);
+        } else if (t.op == RTV_MK_GU) {
+            rtv_put_bf16x4(a.ff + (size_t)row * a.F + t.col0 + c4, rtv_gelu_tanh(g[0]) * u[0],
+                           rtv_gelu_tanh(g[1]) * u[1], rtv_gelu_tanh(g[2]) * u[2],
+                           rtv_gelu_tanh(g[3]) * u[3]);
+        } else if (t.nsplit > 1) { /* O, DOWN: the split's partial */
+            float *pr = a.part + ((size_t)t.split * 64 + row) * a.W + t.col0;
+            *(float4 *)(pr + c4) = v0;
+            *(float4 *)(pr + 32 + c4) = v1;
+        } else { /* O, DOWN without splits: x += tile */
+            bf16 *xr = a.x + (size_t)row * a.W + t.col0 + c4;
+            const uint2 o = __ldcg((const uint2 *)xr), p = __ldcg((const uint2 *)(xr + 32));
+            const float2 o0 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.x);
+            const float2 o1 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.y);
+            const float2 p0 = __bfloat1622float2(*(const __nv_bfloat162 *)&p.x);
+            const float2 p1 = __bfloat1622float2(*(const __nv_bfloat162 *)&p.y);
+            rtv_put_bf16x4(xr, o0.x + g[0], o0.y + g[1], o1.x + g[2], o1.y + g[3]);
+            rtv_put_bf16x4(xr + 32, p0.x + u[0], p0.y + u[1], p1.x + u[2], p1.y + u[3]);
+        }
+    }
+    if (!mk_done(a, t, flag)) return;
+    /* the last split: x's tile += the splits' partials, summed in split order */
+    for (int it = tid; it < a.n * 16; it += 128) {
+        const int row = it >> 4, c4 = 4 * (it & 15);
+        float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int p = 0; p < t.nsplit; p++) {
+            const float4 v = __ldcg((const float4 *)(a.part + ((size_t)p * 64 + row) * a.W +
+                                                     t.col0 + c4));
+            s.x += v.x;
+            s.y += v.y;
+            s.z += v.z;
+            s.w += v.w;
+        }
+        bf16 *xp = a.x + (size_t)row * a.W + t.col0 + c4;
+        const uint2 o = __ldcg((const uint2 *)xp);
+        const float2 o0 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.x);
+        const float2 o1 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.y);
+        rtv_put_bf16x4(xp, o0.x + s.x, o0.y + s.y, o1.x + s.z, o1.y + s.w);
+    }
+    mk_reduced(a, t);
+}
+
+/* S[64 x 80] (+)= Q[64 x 16] . K[80 x 16]^T (attn_wg.cu's wa_mma_s) */
+static __device__ __forceinline__ void mk_mma_s(float *s, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, "
+        "%40, %41, p, 1, 1, 0, 0;\n}"
+        : "+f"(s[0]), "+f"(s[1]), "+f"(s[2]), "+f"(s[3]), "+f"(s[4]), "+f"(s[5]), "+f"(s[6]),
+          "+f"(s[7]), "+f"(s[8]), "+f"(s[9]), "+f"(s[10]), "+f"(s[11]), "+f"(s[12]), "+f"(s[13]),
+          "+f"(s[14]), "+f"(s[15]), "+f"(s[16]), "+f"(s[17]), "+f"(s[18]), "+f"(s[19]),
+          "+f"(s[20]), "+f"(s[21]), "+f"(s[22]), "+f"(s[23]), "+f"(s[24]), "+f"(s[25]),
+          "+f"(s[26]), "+f"(s[27]), "+f"(s[28]), "+f"(s[29]), "+f"(s[30]), "+f"(s[31]),
+          "+f"(s[32]), "+f"(s[33]), "+f"(s[34]), "+f"(s[35]), "+f"(s[36]), "+f"(s[37]),
+          "+f"(s[38]), "+f"(s[39])
+        : "l"(da), "l"(db), "r"(acc));
+}
+/* O[64 x 128] (+)= P[64 x 16] . V[16 x 128], P from registers (attn_wg.cu's wa_mma_pv) */
+static __device__ __forceinline__ void mk_mma_pv(float *o, const uint32_t *pa, uint64_t db,
+                                                 int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}"
+        : "+f"(o[0]), "+f"(o[1]), "+f"(o[2]), "+f"(o[3]), "+f"(o[4]), "+f"(o[5]), "+f"(o[6]),
+          "+f"(o[7]), "+f"(o[8]), "+f"(o[9]), "+f"(o[10]), "+f"(o[11]), "+f"(o[12]), "+f"(o[13]),
+          "+f"(o[14]), "+f"(o[15]), "+f"(o[16]), "+f"(o[17]), "+f"(o[18]), "+f"(o[19]),
+          "+f"(o[20]), "+f"(o[21]), "+f"(o[22]), "+f"(o[23]), "+f"(o[24]), "+f"(o[25]),
+          "+f"(o[26]), "+f"(o[27]), "+f"(o[28]), "+f"(o[29]), "+f"(o[30]), "+f"(o[31]),
+          "+f"(o[32]), "+f"(o[33]), "+f"(o[34]), "+f"(o[35]), "+f"(o[36]), "+f"(o[37]),
+          "+f"(o[38]), "+f"(o[39]), "+f"(o[40]), "+f"(o[41]), "+f"(o[42]), "+f"(o[43]),
+          "+f"(o[44]), "+f"(o[45]), "+f"(o[46]), "+f"(o[47]), "+f"(o[48]), "+f"(o[49]),
+          "+f"(o[50]), "+f"(o[51]), "+f"(o[52]), "+f"(o[53]), "+f"(o[54]), "+f"(o[55]),
+          "+f"(o[56]), "+f"(o[57]), "+f"(o[58]), "+f"(o[59]), "+f"(o[60]), "+f"(o[61]),
+          "+f"(o[62]), "+f"(o[63])
+        : "r"(pa[0]), "r"(pa[1]), "r"(pa[2]), "r"(pa[3]), "l"(db), "r"(acc));
+}
+static __device__ __forceinline__ uint64_t mk_desc_n(const void *p, unsigned block)
+{
+    return (uint64_t)((wg_saddr(p) & 0x3FFFF) >> 4) | ((uint64_t)(block >> 4) << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+/* One attention task (head tile, keys [k0, k0 + nk)) on the consumers. abar: Q, K, V
+ * barriers; uses: this CTA's Q loads so far, chunk loads so far (phases). */
+static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsigned char *reg,
+                                    uint64_t *abar, unsigned *quses, unsigned *kuses, int *flag)
+{
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q4 = lane & 3;
+    const int h = t.tile, l = t.layer, kvh = h / (a.nh / a.nkv);
+    const int kcol = (a.nh + kvh) * MK_HD, vcol = (a.nh + a.nkv + kvh) * MK_HD;
+    const int k0 = (int)t.k0, k1 = k0 + (int)t.nk, nc = ((int)t.nk + MK_KB - 1) / MK_KB;
+    unsigned char *qs = reg, *ks = qs + MK_HB * MK_QBOX, *vs = ks + MK_HB * MK_KVBOX;
+    /* generic accesses of the region (the last epilogue) before TMA writes into it */
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    mk_sync_consumers();
+    if (tid == 0) {
+        mk_wait_ready(a, t);
+        mk_proxy_global();
+        wg_expect(&abar[0], MK_HB * MK_QBOX);
+        for (int b = 0; b < MK_HB; b++)
+            wg_tma(qs + b * MK_QBOX, &a.tlq[l][0], h * MK_HD + 64 * b, a.kv_row, &abar[0]);
+        wg_expect(&abar[1], MK_HB * MK_KVBOX);
+        for (int b = 0; b < MK_HB; b++)
+            wg_tma(ks + b * MK_KVBOX, &a.tlq[l][1], kcol + 64 * b, k0, &abar[1]);
+        wg_expect(&abar[2], MK_HB * MK_KVBOX);
+        for (int b = 0; b < MK_HB; b++)
+            wg_tma(vs + b * MK_KVBOX, &a.tlq[l][1], vcol + 64 * b, k0, &abar[2]);
+    }
+    const int r0 = 16 * warp + (lane >> 2), r1 = r0 + 8;
+    const int n_k = a.kv_row + a.n;
+    const int e0 = min(k1, r0 < a.limit_rows ? a.limit_keys : n_k);
+    const int e1 = min(k1, r1 < a.limit_rows ? a.limit_keys : n_k);
+    float o[MK_HB * 32];
+    float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
+    wg_wait(&abar[0], *quses & 1);
+    (*quses)++;
+    for (int c = 0; c < nc; c++) {
+        const int kb = k0 + c * MK_KB;
+        float s[40];
+        wg_wait(&abar[1], *kuses & 1);
+        wg_fence();
+#pragma unroll
+        for (int b = 0; b < MK_HB; b++) {
+            const uint64_t dq = wg_desc(qs + b * MK_QBOX), dk = wg_desc(ks + b * MK_KVBOX);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) mk_mma_s(s, dq + 2 * kk, dk + 2 * kk, b > 0 || kk > 0);
+        }
+        wg_commit();
+        wg_wait_group<0>();
+        mk_sync_consumers(); /* every warp's S is done with the K chunk */
+        if (tid == 0 && c + 1 < nc) {
+            wg_expect(&abar[1], MK_HB * MK_KVBOX);
+            for (int b = 0; b < MK_HB; b++)
+                wg_tma(ks + b * MK_KVBOX, &a.tlq[l][1], kcol + 64 * b, kb + MK_KB, &abar[1]);
+        }
+        float x0 = -INFINITY, x1 = -INFINITY;
+#pragma unroll
+        for (int j = 0; j < 10; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int key = kb + 8 * j + 2 * q4 + e;
+                s[4 * j + e] = key < e0 ? s[4 * j + e] * a.scale2 : -INFINITY;
+                s[4 * j + 2 + e] = key < e1 ? s[4 * j + 2 + e] * a.scale2 : -INFINITY;
+                x0 = fmaxf(x0, s[4 * j + e]);
+                x1 = fmaxf(x1, s[4 * j + 2 + e]);
+            }
+        x0 = fmaxf(m0, rtv_quad_max(x0));
+        x1 = fmaxf(m1, rtv_quad_max(x1));
+        const float b0 = x0 == -INFINITY ? 0.f : x0, b1 = x1 == -INFINITY ? 0.f : x1;
+        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
+        m0 = x0;
+        m1 = x1;
+        uint32_t pa[20];
+        float p0 = 0.f, p1 = 0.f;
+#pragma unroll
+        for (int j = 0; j < 10; j++) {
+            const float u0 = exp2f(s[4 * j] - b0), u1 = exp2f(s[4 * j + 1] - b0);
+            const float u2 = exp2f(s[4 * j + 2] - b1), u3 = exp2f(s[4 * j + 3] - b1);
+            p0 += u0 + u1;
+            p1 += u2 + u3;
+            pa[2 * j] = rtv_pack_bf16x2(u0, u1);
+            pa[2 * j + 1] = rtv_pack_bf16x2(u2, u3);
+        }
+        l0 = l0 * c0 + p0;
+        l1 = l1 * c1 + p1;
+        if (c > 0)
+#pragma unroll
+            for (int i = 0; i < MK_HB * 16; i++) {
+                o[4 * i] *= c0;
+                o[4 * i + 1] *= c0;
+                o[4 * i + 2] *= c1;
+                o[4 * i + 3] *= c1;
+            }
+        wg_wait(&abar[2], *kuses & 1);
+        (*kuses)++;
+        wg_fence();
+#pragma unroll
+        for (int u = 0; u < MK_KB / 16; u++)
+#pragma unroll
+            for (int hh = 0; hh < MK_HB / 2; hh++)
+                mk_mma_pv(o + 64 * hh, pa + 4 * u,
+                          mk_desc_n(vs + 2 * hh * MK_KVBOX + u * 2048, MK_KVBOX), c > 0 || u > 0);
+        wg_commit();
+        wg_wait_group<0>();
+        mk_sync_consumers(); /* every warp's P.V is done with the V chunk */
+        if (tid == 0 && c + 1 < nc) {
+            wg_expect(&abar[2], MK_HB * MK_KVBOX);
+            for (int b = 0; b < MK_HB; b++)
+                wg_tma(vs + b * MK_KVBOX, &a.tlq[l][1], vcol + 64 * b, kb + MK_KB, &abar[2]);
+        }
+    }
+    l0 = rtv_quad_sum(l0);
+    l1 = rtv_quad_sum(l1);
+    const int S = t.nsplit, Q = a.nh * MK_HD;
+    if (S == 1) {
+        const float i0 = l0 > 0.f ? 1.f / l0 : 0.f, i1 = l1 > 0.f ? 1.f / l1 : 0.f;
+#pragma unroll
+        for (int hh = 0; hh < MK_HB / 2; hh++)
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const float *d = o + 64 * hh + 4 * j;
+                const int col = h * MK_HD + 128 * hh + 8 * j + 2 * q4;
+                if (r0 < a.n)
+                    *(uint32_t *)(a.att + (size_t)r0 * Q + col) =
+                        rtv_pack_bf16x2(d[0] * i0, d[1] * i0);
+                if (r1 < a.n)
+                    *(uint32_t *)(a.att + (size_t)r1 * Q + col) =
+                        rtv_pack_bf16x2(d[2] * i1, d[3] * i1);
+            }
+        mk_done(a, t, flag);
+        return;
+    }
+    float *rec = a.arec + ((size_t)(h * S + t.split) * 64) * MK_RECF;
+#pragma unroll
+    for (int hh = 0; hh < MK_HB / 2; hh++)
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const float *d = o + 64 * hh + 4 * j;
+            const int col = 128 * hh + 8 * j + 2 * q4;
+            *(float2 *)(rec + (size_t)r0 * MK_RECF + col) = make_float2(d[0], d[1]);
+            *(float2 *)(rec + (size_t)r1 * MK_RECF + col) = make_float2(d[2], d[3]);
+        }
+    if (q4 == 0) {
+        *(float2 *)(rec + (size_t)r0 * MK_RECF + MK_HD) = make_float2(m0, l0);
+        *(float2 *)(rec + (size_t)r1 * MK_RECF + MK_HD) = make_float2(m1, l1);
+    }
+    if (!mk_done(a, t, flag)) return;
+    /* the last split combines: each row's split weights exp2(max_p - M) / L, then the rows'
+     * sums in split order */
+    float *wgt = (float *)reg; /* [64][16] */
+    if (tid < a.n) {
+        const float *r = a.arec + ((size_t)h * S * 64 + tid) * MK_RECF + MK_HD;
+        float M = -INFINITY, L = 0.f;
+        for (int p = 0; p < S; p++) M = fmaxf(M, __ldcg(r + (size_t)p * 64 * MK_RECF));
+        for (int p = 0; p < S; p++) {
+            const float mp = __ldcg(r + (size_t)p * 64 * MK_RECF);
+            const float w = mp == -INFINITY ? 0.f : exp2f(mp - M);
+            wgt[tid * 16 + p] = w;
+            L += w * __ldcg(r + (size_t)p * 64 * MK_RECF + 1);
+        }
+        const float inv = L > 0.f ? 1.f / L : 0.f;
+        for (int p = 0; p < S; p++) wgt[tid * 16 + p] *= inv;
+    }
+    mk_sync_consumers();
+    for (int it = tid; it < a.n * (MK_HD / 4); it += 128) {
+        const int row = it / (MK_HD / 4), c4 = 4 * (it % (MK_HD / 4));
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int p = 0; p < S; p++) {
+            const float4 u = __ldcg((const float4 *)(a.arec + ((size_t)(h * S + p) * 64 + row) *
+                                                                 MK_RECF + c4));
+            const float w = wgt[row * 16 + p];
+            v.x += w * u.x;
+            v.y += w * u.y;
+            v.z += w * u.z;
+            v.w += w * u.w;
+        }
+        rtv_put_bf16x4(a.att + (size_t)row * Q + h * MK_HD + c4, v.x, v.y, v.z, v.w);
+    }
+    mk_reduced(a, t);
+}
+#endif
+
+static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_constant__ mk_args a)
+{
+#ifdef WG_KERNEL
+    extern __shared__ __align__(1024) unsigned char mk_raw[];
+    unsigned char *ring = mk_raw + ((1024 - (wg_saddr(mk_raw) & 1023)) & 1023);
+    unsigned char *reg = ring + (size_t)MK_NST * MK_STAGE; /* the ATT region / staged tile */
+    __shared__ __align__(8) uint64_t full[MK_NST], empty[MK_NST], abar[3];
+    __shared__ int flag;
+    const int tid = threadIdx.x;
+    const int first = a.cta_first[blockIdx.x], last = a.cta_first[blockIdx.x + 1];
+    if (tid == 0) {
+        for (int i = 0; i < MK_NST; i++) {
+            wg_bar_init(&full[i], 1);
+            wg_bar_init(&empty[i], 4); /* one arrival per consumer warp */
+        }
+        for (int i = 0; i < 3; i++) wg_bar_init(&abar[i], 1);
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (tid >= 128) {
+        if (tid == 128) mk_produce(a, first, last, ring, full, empty);
+        return;
+    }
+    unsigned seq = 0, quses = 0, kuses = 0;
+    for (int i = first; i < last; i++) {
+        const rtv_mk_task t = a.task[a.cta_task[i]];
+        if (t.op == RTV_MK_ATT)
+            mk_attention(a, t, reg, abar, &quses, &kuses, &flag);
+        else
+            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &flag);
+    }
+#else
+    (void)a; /* not an sm_90a build: never launched (mk_ok is 0) */
+#endif
+}
+
+/* ---- host side ---- */
+
+#define MK_CACHE 8
+
+struct mk_entry {
+    int valid;
+    rtv_expert_step key;   /* dims and pointers (the arrays' contents below) */
+    const void *ptrs[5][MK_MAXL];
+    rtv_mk_plan plan;
+    void *dev;             /* tasks, CTA offsets and lists */
+    float *part, *arec;
+    unsigned *ctr;
+    bf16 *att, *ff;
+    mk_args *args;         /* host copy of the launch parameters */
+    int ctas;
+};
+
+struct mk_cache {
+    mk_entry e[MK_CACHE];
+    int next;
+};
+
+static void entry_free(mk_entry *e)
+{
+    if (!e->valid) return;
+    rtv_mk_plan_free(&e->plan);
+    cudaFree(e->dev);
+    cudaFree(e->part);
+    cudaFree(e->arec);
+    cudaFree(e->ctr);
+    cudaFree(e->att);
+    cudaFree(e->ff);
+    free(e->args);
+    memset(e, 0, sizeof(*e));
+}
+
+void rtv_cuda_mk_free(rtv_stream *s)
+{
+    mk_cache *c = (mk_cache *)s->mk_cache;
+    if (!c) return;
+    for (int i = 0; i < MK_CACHE; i++) entry_free(&c->e[i]);
+    free(c);
+    s->mk_cache = NULL;
+}
+
+int rtv_cuda_mk_init(rtv_stream *s)
+{
+    int dev = 0, major = 0, minor = 0, coop = 0;
+    s->mk_ok = 0;
+    s->mk_cache = NULL;
+    s->mk_use = rtv_cuda_env_switch("RTV_MK", 0); /* opt-in until it wins (see top) */
+    if (!s->mk_use) return RTV_OK;
+    CU_TRY(cudaGetDevice(&dev));
+    CU_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+    CU_TRY(cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev));
+    CU_TRY(cudaDeviceGetAttribute(&coop, cudaDevAttrCooperativeLaunch, dev));
+    if (major != 9 || minor != 0 || !coop) return RTV_OK;
+    s->mk_encode = rtv_cuda_tmap_encoder();
+    if (!s->mk_encode) return RTV_OK;
+    cudaFuncAttributes fa;
+    if (cudaFuncGetAttributes(&fa, mk_k) != cudaSuccess) { /* no sm_90a image */
+        cudaGetLastError();
+        return RTV_OK;
+    }
+    CU_TRY(cudaFuncSetAttribute(mk_k, cudaFuncAttributeMaxDynamicSharedMemorySize, MK_SMEM));
+    s->mk_cache = calloc(1, sizeof(mk_cache));
+    if (!s->mk_cache) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
+    s->mk_ok = 1;
+    return RTV_OK;
+}
+
+static int same_key(const mk_entry *e, const rtv_expert_step *x)
+{
+    const rtv_expert_step *k = &e->key;
+    if (k->rows != x->rows || k->dim != x->dim || k->mlp != x->mlp || k->heads != x->heads ||
+        k->kv_heads != x->kv_heads || k->head_dim != x->head_dim || k->layers != x->layers ||
+        k->kv_row != x->kv_row || k->limit_rows != x->limit_rows ||
+        k->limit_keys != x->limit_keys || k->eps != x->eps || k->theta != x->theta ||
+        k->x != x->x)
+        return 0;
+    for (int l = 0; l < x->layers; l++)
+        if (e->ptrs[0][l] != x->lq[l] || e->ptrs[1][l] != x->w_qkv[l] ||
+            e->ptrs[2][l] != x->w_o[l] || e->ptrs[3][l] != x->w_gu[l] ||
+            e->ptrs[4][l] != x->w_down[l])
+            return 0;
+    return 1;
+}
+
+/* the plan, its device copy, the buffers and the launch parameters for x (first call only) */
+static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
+{
+    const int QKV = (x->heads + 2 * x->kv_heads) * x->head_dim, Q = x->heads * x->head_dim;
+    int ctas = s->sm_count > 0 ? s->sm_count : s->dev_sms;
+    if (ctas <= 0) {
+        int dev = 0;
+        CU_TRY(cudaGetDevice(&dev));
+        CU_TRY(cudaDeviceGetAttribute(&ctas, cudaDevAttrMultiProcessorCount, dev));
+    }
+    rtv_mk_dims d = { x->rows, x->dim, x->mlp, x->heads, x->kv_heads, x->head_dim, x->layers,
+                      x->kv_row, x->limit_rows, x->limit_keys, ctas };
+    const int keys = x->kv_row + x->rows;
+    rtv_mk_shape sh = { 32, (keys + MK_KB - 1) / MK_KB, 64, 0, 32, 64, 0, 0 };
+    if (sh.a_splits > RTV_MK_MAXSPLIT) sh.a_splits = RTV_MK_MAXSPLIT;
+    char err[256];
+    if (rtv_mk_plan_build(&e->plan, &d, &sh, err, sizeof(err)))
+        return rtv_fail(RTV_E_ARG, "expert kernel: %s", err);
+    const rtv_mk_plan *p = &e->plan;
+    if ((Q / p->sh.o_splits) % 64 || (x->mlp / p->sh.d_splits) % 64) {
+        rtv_mk_plan_free(&e->plan);
+        return RTV_E_UNSUPPORTED; /* K ranges must be whole 64-wide chunks */
+    }
+    const size_t tb = (size_t)p->ntask * sizeof(rtv_mk_task);
+    const size_t fb = (size_t)(ctas + 1) * sizeof(int), lb = (size_t)p->ntask * sizeof(int);
+    char *dev = NULL;
+    CU_TRY(cudaMalloc((void **)&dev, tb + fb + lb));
+    e->dev = dev;
+    CU_TRY(cudaMemcpy(dev, p->task, tb, cudaMemcpyHostToDevice));
+    CU_TRY(cudaMemcpy(dev + tb, p->cta_first, fb, cudaMemcpyHostToDevice));
+    CU_TRY(cudaMemcpy(dev + tb + fb, p->cta_task, lb, cudaMemcpyHostToDevice));
+    CU_TRY(cudaMalloc((void **)&e->part, (size_t)RTV_MK_MAXSPLIT * 64 * x->dim * sizeof(float)));
+    CU_TRY(cudaMalloc((void **)&e->arec,
+                      (size_t)x->heads * p->sh.a_splits * 64 * MK_RECF * sizeof(float)));
+    CU_TRY(cudaMalloc((void **)&e->ctr, (size_t)p->nctr * sizeof(unsigned)));
+    CU_TRY(cudaMalloc((void **)&e->att, (size_t)64 * Q * sizeof(bf16)));
+    CU_TRY(cudaMalloc((void **)&e->ff, (size_t)64 * x->mlp * sizeof(bf16)));
+    mk_args *a = (mk_args *)aligned_alloc(64, (sizeof(mk_args) + 63) / 64 * 64);
+    if (!a) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
+    memset(a, 0, sizeof(*a));
+    e->args = a;
+    void *enc = s->mk_encode;
+    int bad = 0;
+    for (int l = 0; l < x->layers; l++) {
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tw[l][0], x->w_qkv[l], QKV, x->dim, x->dim, 32);
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tw[l][1], x->w_o[l], x->dim, Q, Q, 32);
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tw[l][2], x->w_gu[l], 2 * x->mlp, x->dim, x->dim, 32);
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tw[l][3], x->w_down[l], x->dim, x->mlp, x->mlp, 32);
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tlq[l][0], x->lq[l], keys, QKV, QKV, 64);
+        bad |= rtv_cuda_tmap_bf16(enc, &a->tlq[l][1], x->lq[l], keys, QKV, QKV, MK_KB);
+        a->lq[l] = (bf16 *)x->lq[l];
+    }
+    bad |= rtv_cuda_tmap_bf16(enc, &a->tx, x->x, x->rows, x->dim, x->dim, 64);
+    bad |= rtv_cuda_tmap_bf16(enc, &a->tatt, e->att, x->rows, Q, Q, 64);
+    bad |= rtv_cuda_tmap_bf16(enc, &a->tff, e->ff, x->rows, x->mlp, x->mlp, 64);
+    if (bad) return rtv_fail(RTV_E_DEVICE, "expert kernel: a tensor map was refused");
+    a->x = (bf16 *)x->x;
+    a->att = e->att;
+    a->ff = e->ff;
+    a->part = e->part;
+    a->arec = e->arec;
+    a->ctr = e->ctr;
+    a->task = (const rtv_mk_task *)dev;
+    a->cta_first = (const int *)(dev + tb);
+    a->cta_task = (const int *)(dev + tb + fb);
+    a->n = x->rows;
+    a->W = x->dim;
+    a->F = x->mlp;
+    a->nh = x->heads;
+    a->nkv = x->kv_heads;
+    a->kv_row = x->kv_row;
+    a->limit_rows = x->limit_rows;
+    a->limit_keys = x->limit_keys;
+    a->qkv = QKV;
+    a->a_splits = p->sh.a_splits;
+    a->eps = x->eps;
+    a->log2_theta = log2f(x->theta);
+    a->scale2 = (float)(1.4426950408889634 / sqrt((double)x->head_dim));
+    e->ctas = ctas;
+    e->key = *x;
+    for (int l = 0; l < x->layers; l++) {
+        e->ptrs[0][l] = x->lq[l];
+        e->ptrs[1][l] = x->w_qkv[l];
+        e->ptrs[2][l] = x->w_o[l];
+        e->ptrs[3][l] = x->w_gu[l];
+        e->ptrs[4][l] = x->w_down[l];
+    }
+    e->valid = 1;
+    return RTV_OK;
+}
+
+extern "C" int rtv_cuda_mk_usable(rtv_stream *s) { return s->mk_use && s->mk_ok; }
+
+int rtv_cuda_expert_layers(rtv_stream *s, const rtv_expert_step *x)
+{
+    mk_cache *c = (mk_cache *)s->mk_cache;
+    if (!s->mk_use || !s->mk_ok || !c) return RTV_E_UNSUPPORTED;
+    /* what the kernel is built for: pi0's head_dim, rows in one 64-row tile, whole 64-wide
+     * chunks and 32-pair RoPE groups, 16-byte aligned rows */
+    const int QKV = (x->heads + 2 * x->kv_heads) * x->head_dim;
+    if (x->head_dim != MK_HD || x->rows < 1 || x->rows > 64 || x->layers < 1 ||
+        x->layers > MK_MAXL || x->dim % 64 || x->mlp % 64 || x->heads % x->kv_heads ||
+        QKV % 8 || x->limit_rows > 64)
+        return RTV_E_UNSUPPORTED;
+    mk_entry *e = NULL;
+    for (int i = 0; i < MK_CACHE && !e; i++)
+        if (c->e[i].valid && same_key(&c->e[i], x)) e = &c->e[i];
+    if (!e) {
+        if (s->capturing) return RTV_E_UNSUPPORTED; /* built by the eager call before */
+        e = &c->e[c->next];
+        c->next = (c->next + 1) % MK_CACHE;
+        entry_free(e);
+        const int st = entry_build(s, e, x);
+        if (st) {
+            const int keep = st;
+            entry_free(e);
+            return keep;
+        }
+    }
+    CU_TRY(cudaMemsetAsync(e->ctr, 0, (size_t)e->plan.nctr * sizeof(unsigned), s->s));
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1; /* every CTA resident at once: they wait on each other */
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = dim3((unsigned)e->ctas);
+    cfg.blockDim = dim3(MK_THREADS);
+    cfg.dynamicSmemBytes = MK_SMEM;
+    cfg.stream = s->s;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    CU_TRY(cudaLaunchKernelEx(&cfg, mk_k, *e->args));
+    LAUNCH_CHECK("mk_k");
+    return RTV_OK;
+}
