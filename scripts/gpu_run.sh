@@ -212,6 +212,9 @@ mk)
     for rep in 1 2; do for v in RTV_MK=0 RTV_MK=1; do
       echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(head|action_cycle|full_forward) |error|non-finite"
     done; done 2>&1 | tee "$O/mk_ab.txt"
+    # where a launch's time goes: per op, and each op's span in the first layers (the trace of
+    # the last replay, printed when the stream is freed)
+    RTV_MK=1 RTV_MK_TRACE=1 timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 20 2>&1 | grep -A12 "^expert kernel" | tee "$O/mk_trace.txt"
     RTV_MK=1 RTV_TEST_PI0=only timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -3
   fi ;;
 ncumm)

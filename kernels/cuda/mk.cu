@@ -60,6 +60,10 @@ extern "C" {
 #define MK_STG 68           /* fp32 row stride of the staged GEMM tile (in the ATT region) */
 #define MK_RECF (MK_HD + 8) /* floats per attention record: O, max, sum, pad */
 #define MK_SMEM (1024 + MK_NST * MK_STAGE + MK_ATT)
+/* the trace's marks per task: the consumers start it, its inputs are in shared memory (first
+ * chunk or Q), its own work is done, its output is complete (signalled, after the reduction
+ * where it did one) */
+#define MK_MARKS 4
 
 struct mk_args {
     CUtensorMap tw[MK_MAXL][4];  /* weights qkv, o, gate_up, down: boxes of 64 K x 32 rows */
@@ -69,6 +73,7 @@ struct mk_args {
     bf16 *lq[MK_MAXL];
     float *part, *arec;          /* split partials [16][64][W]; records [nh][splits][64][RECF] */
     unsigned *ctr;
+    unsigned long long *trace;   /* RTV_MK_TRACE=1: per task MK_MARKS %globaltimer values */
     const rtv_mk_task *task;
     const int *cta_first, *cta_task;
     int n, W, F, nh, nkv, kv_row, limit_rows, limit_keys, qkv, a_splits;
@@ -76,6 +81,14 @@ struct mk_args {
 };
 
 #ifdef WG_KERNEL
+static __device__ __forceinline__ void mk_mark(const mk_args &a, int tix, int m)
+{
+    if (a.trace && threadIdx.x == 0) {
+        unsigned long long t;
+        asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+        a.trace[(size_t)tix * MK_MARKS + m] = t;
+    }
+}
 static __device__ __forceinline__ unsigned mk_ld_acquire(const unsigned *p)
 {
     unsigned v;
@@ -231,8 +244,9 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
 /* After a task's stores: fence, barrier, then thread 0 releases its counter, or arrives at
  * its tile's; returns 1 (to every consumer) where this split arrived last and must reduce. */
 static __device__ __forceinline__ int mk_done(const mk_args &a, const rtv_mk_task &t,
-                                              int *flag)
+                                              int *flag, int tix)
 {
+    mk_mark(a, tix, 2);
     mk_proxy_global();
     __threadfence();
     mk_sync_consumers();
@@ -243,23 +257,26 @@ static __device__ __forceinline__ int mk_done(const mk_args &a, const rtv_mk_tas
         else
             mk_release_add(a.ctr + t.signal);
         *flag = last;
+        if (!last) mk_mark(a, tix, 3);
     }
     mk_sync_consumers();
     return *flag;
 }
-static __device__ __forceinline__ void mk_reduced(const mk_args &a, const rtv_mk_task &t)
+static __device__ __forceinline__ void mk_reduced(const mk_args &a, const rtv_mk_task &t,
+                                                  int tix)
 {
     mk_proxy_global();
     __threadfence();
     mk_sync_consumers();
     if (threadIdx.x == 0) mk_release_add(a.ctr + t.signal);
+    mk_mark(a, tix, 3);
 }
 
 /* One GEMM task on the consumers: its chunks from the ring (seq: the CTA's chunk count so
  * far), then its epilogue. */
 static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned char *ring,
                                uint64_t *full, uint64_t *empty, unsigned *seq, float *stg,
-                               int *flag)
+                               int *flag, int tix)
 {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nch = (int)t.nk / 64, scale = t.op == RTV_MK_QKV || t.op == RTV_MK_GU;
@@ -272,6 +289,7 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
         const int s = (int)(*seq % MK_NST);
         unsigned char *st = ring + (size_t)s * MK_STAGE;
         wg_wait(&full[s], (*seq / MK_NST) & 1);
+        if (c == 0) mk_mark(a, tix, 1);
         const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
         wg_fence();
 #pragma unroll
@@ -352,7 +370,7 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
             rtv_put_bf16x4(xr + 32, p0.x + u[0], p0.y + u[1], p1.x + u[2], p1.y + u[3]);
         }
     }
-    if (!mk_done(a, t, flag)) return;
+    if (!mk_done(a, t, flag, tix)) return;
     /* the last split: x's tile += the splits' partials, summed in split order */
     for (int it = tid; it < a.n * 16; it += 128) {
         const int row = it >> 4, c4 = 4 * (it & 15);
@@ -371,7 +389,7 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
         const float2 o1 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.y);
         rtv_put_bf16x4(xp, o0.x + s.x, o0.y + s.y, o1.x + s.z, o1.y + s.w);
     }
-    mk_reduced(a, t);
+    mk_reduced(a, t, tix);
 }
 
 /* S[64 x 80] (+)= Q[64 x 16] . K[80 x 16]^T (attn_wg.cu's wa_mma_s) */
@@ -427,7 +445,8 @@ static __device__ __forceinline__ uint64_t mk_desc_n(const void *p, unsigned blo
 /* One attention task (head tile, keys [k0, k0 + nk)) on the consumers. abar: Q, K, V
  * barriers; uses: this CTA's Q loads so far, chunk loads so far (phases). */
 static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsigned char *reg,
-                                    uint64_t *abar, unsigned *quses, unsigned *kuses, int *flag)
+                                    uint64_t *abar, unsigned *quses, unsigned *kuses, int *flag,
+                                    int tix)
 {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q4 = lane & 3;
     const int h = t.tile, l = t.layer, kvh = h / (a.nh / a.nkv);
@@ -458,6 +477,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
     wg_wait(&abar[0], *quses & 1);
     (*quses)++;
+    mk_mark(a, tix, 1);
     for (int c = 0; c < nc; c++) {
         const int kb = k0 + c * MK_KB;
         float s[40];
@@ -551,7 +571,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
                     *(uint32_t *)(a.att + (size_t)r1 * Q + col) =
                         rtv_pack_bf16x2(d[2] * i1, d[3] * i1);
             }
-        mk_done(a, t, flag);
+        mk_done(a, t, flag, tix);
         return;
     }
     float *rec = a.arec + ((size_t)(h * S + t.split) * 64) * MK_RECF;
@@ -568,7 +588,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         *(float2 *)(rec + (size_t)r0 * MK_RECF + MK_HD) = make_float2(m0, l0);
         *(float2 *)(rec + (size_t)r1 * MK_RECF + MK_HD) = make_float2(m1, l1);
     }
-    if (!mk_done(a, t, flag)) return;
+    if (!mk_done(a, t, flag, tix)) return;
     /* the last split combines: each row's split weights exp2(max_p - M) / L, then the rows'
      * sums in split order */
     float *wgt = (float *)reg; /* [64][16] */
@@ -600,7 +620,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         }
         rtv_put_bf16x4(a.att + (size_t)row * Q + h * MK_HD + c4, v.x, v.y, v.z, v.w);
     }
-    mk_reduced(a, t);
+    mk_reduced(a, t, tix);
 }
 #endif
 
@@ -629,11 +649,13 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
     }
     unsigned seq = 0, quses = 0, kuses = 0;
     for (int i = first; i < last; i++) {
-        const rtv_mk_task t = a.task[a.cta_task[i]];
+        const int tix = a.cta_task[i];
+        const rtv_mk_task t = a.task[tix];
+        mk_mark(a, tix, 0);
         if (t.op == RTV_MK_ATT)
-            mk_attention(a, t, reg, abar, &quses, &kuses, &flag);
+            mk_attention(a, t, reg, abar, &quses, &kuses, &flag, tix);
         else
-            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &flag);
+            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &flag, tix);
     }
 #else
     (void)a; /* not an sm_90a build: never launched (mk_ok is 0) */
@@ -660,6 +682,10 @@ struct mk_entry {
 struct mk_cache {
     mk_entry e[MK_CACHE];
     int next;
+    int trace_on;                 /* RTV_MK_TRACE=1 */
+    unsigned long long *trace;    /* the last launch's marks (sized for the largest plan) */
+    int trace_cap;                /* tasks it holds */
+    const mk_entry *last;         /* the entry launched last (its plan reads the trace) */
 };
 
 static void entry_free(mk_entry *e)
@@ -676,11 +702,75 @@ static void entry_free(mk_entry *e)
     memset(e, 0, sizeof(*e));
 }
 
+static const char *const mk_op_names[RTV_MK_NOPS] = { "qkv", "attention", "o", "gate_up",
+                                                      "down" };
+
+/* RTV_MK_TRACE=1: the last launch, per op: mean us from a task's start to its inputs in
+ * shared memory, to its work done, to its output complete; then per layer the span of each op
+ * (first task start .. last output) from the launch's first mark. */
+static void mk_report(rtv_stream *s, FILE *f)
+{
+    mk_cache *c = (mk_cache *)s->mk_cache;
+    if (!c || !c->trace || !c->last || !c->last->valid) return;
+    const rtv_mk_plan *p = &c->last->plan;
+    const size_t n = (size_t)p->ntask * MK_MARKS;
+    unsigned long long *h = (unsigned long long *)malloc(n * sizeof(*h));
+    if (!h) return;
+    if (cudaStreamSynchronize(s->s) != cudaSuccess ||
+        cudaMemcpy(h, c->trace, n * sizeof(*h), cudaMemcpyDeviceToHost) != cudaSuccess) {
+        cudaGetLastError();
+        free(h);
+        return;
+    }
+    unsigned long long t0 = ~0ull, t1 = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (h[i] && h[i] < t0) t0 = h[i];
+        if (h[i] > t1) t1 = h[i];
+    }
+    fprintf(f, "expert kernel, last launch (rows %d, %d layers, %d CTAs, %d tasks): %.1f us\n",
+            p->d.n, p->d.layers, p->d.ctas, p->ntask, (double)(t1 - t0) / 1000.0);
+    fprintf(f, "  op          tasks  to inputs  work  to output (us, mean)\n");
+    for (int op = 0; op < RTV_MK_NOPS; op++) {
+        double d[3] = { 0, 0, 0 };
+        int cnt = 0;
+        for (int i = 0; i < p->ntask; i++) {
+            if (p->task[i].op != op) continue;
+            const unsigned long long *m = h + (size_t)i * MK_MARKS;
+            for (int k = 0; k < 3; k++) d[k] += (double)(m[k + 1] - m[k]) / 1000.0;
+            cnt++;
+        }
+        if (cnt)
+            fprintf(f, "  %-10s %6d %10.2f %5.2f %10.2f\n", mk_op_names[op], cnt, d[0] / cnt,
+                    d[1] / cnt, d[2] / cnt);
+    }
+    fprintf(f, "  layer: op span from first start to last output, us from the launch's start\n");
+    for (int l = 0; l < p->d.layers; l++) {
+        if (l > 1 && l < p->d.layers - 1) continue; /* the first two and the last */
+        fprintf(f, "  %5d:", l);
+        for (int op = 0; op < RTV_MK_NOPS; op++) {
+            unsigned long long a = ~0ull, b = 0;
+            for (int i = 0; i < p->ntask; i++) {
+                if (p->task[i].op != op || p->task[i].layer != l) continue;
+                const unsigned long long *m = h + (size_t)i * MK_MARKS;
+                if (m[0] < a) a = m[0];
+                if (m[3] > b) b = m[3];
+            }
+            if (b)
+                fprintf(f, " %s %.1f-%.1f", mk_op_names[op], (double)(a - t0) / 1000.0,
+                        (double)(b - t0) / 1000.0);
+        }
+        fputc('\n', f);
+    }
+    free(h);
+}
+
 void rtv_cuda_mk_free(rtv_stream *s)
 {
     mk_cache *c = (mk_cache *)s->mk_cache;
     if (!c) return;
+    if (c->trace_on) mk_report(s, stderr);
     for (int i = 0; i < MK_CACHE; i++) entry_free(&c->e[i]);
+    cudaFree(c->trace);
     free(c);
     s->mk_cache = NULL;
 }
@@ -705,8 +795,10 @@ int rtv_cuda_mk_init(rtv_stream *s)
         return RTV_OK;
     }
     CU_TRY(cudaFuncSetAttribute(mk_k, cudaFuncAttributeMaxDynamicSharedMemorySize, MK_SMEM));
-    s->mk_cache = calloc(1, sizeof(mk_cache));
-    if (!s->mk_cache) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
+    mk_cache *c = (mk_cache *)calloc(1, sizeof(mk_cache));
+    if (!c) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
+    c->trace_on = rtv_cuda_env_switch("RTV_MK_TRACE", 0);
+    s->mk_cache = c;
     s->mk_ok = 1;
     return RTV_OK;
 }
@@ -790,6 +882,14 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     a->part = e->part;
     a->arec = e->arec;
     a->ctr = e->ctr;
+    mk_cache *c = (mk_cache *)s->mk_cache;
+    /* one trace buffer for every plan, never reallocated (captured graphs hold its address);
+     * a plan larger than it runs untraced */
+    if (c->trace_on && !c->trace) {
+        c->trace_cap = p->ntask > 16384 ? p->ntask : 16384;
+        CU_TRY(cudaMalloc((void **)&c->trace, (size_t)c->trace_cap * MK_MARKS * 8));
+    }
+    a->trace = c->trace && p->ntask <= c->trace_cap ? c->trace : NULL;
     a->task = (const rtv_mk_task *)dev;
     a->cta_first = (const int *)(dev + tb);
     a->cta_task = (const int *)(dev + tb + fb);
@@ -848,6 +948,8 @@ int rtv_cuda_expert_layers(rtv_stream *s, const rtv_expert_step *x)
         }
     }
     CU_TRY(cudaMemsetAsync(e->ctr, 0, (size_t)e->plan.nctr * sizeof(unsigned), s->s));
+    if (e->args->trace)
+        c->last = e;
     cudaLaunchAttribute attr[1];
     attr[0].id = cudaLaunchAttributeCooperative;
     attr[0].val.cooperative = 1; /* every CTA resident at once: they wait on each other */
