@@ -668,6 +668,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
 
 struct mk_entry {
     int valid;
+    int declined;          /* the kernel cannot run this call's shape: the model's layers do */
     rtv_expert_step key;   /* dims and pointers (the arrays' contents below) */
     const void *ptrs[5][MK_MAXL];
     rtv_mk_plan plan;
@@ -688,9 +689,8 @@ struct mk_cache {
     const mk_entry *last;         /* the entry launched last (its plan reads the trace) */
 };
 
-static void entry_free(mk_entry *e)
+static void entry_free(mk_entry *e) /* also a partly built one (fields zero or owned) */
 {
-    if (!e->valid) return;
     rtv_mk_plan_free(&e->plan);
     cudaFree(e->dev);
     cudaFree(e->part);
@@ -820,6 +820,20 @@ static int same_key(const mk_entry *e, const rtv_expert_step *x)
     return 1;
 }
 
+/* e now answers calls like x (the pointer arrays' contents are copied) */
+static void entry_key(mk_entry *e, const rtv_expert_step *x)
+{
+    e->key = *x;
+    for (int l = 0; l < x->layers; l++) {
+        e->ptrs[0][l] = x->lq[l];
+        e->ptrs[1][l] = x->w_qkv[l];
+        e->ptrs[2][l] = x->w_o[l];
+        e->ptrs[3][l] = x->w_gu[l];
+        e->ptrs[4][l] = x->w_down[l];
+    }
+    e->valid = 1;
+}
+
 /* the plan, its device copy, the buffers and the launch parameters for x (first call only) */
 static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
 {
@@ -907,15 +921,7 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     a->log2_theta = log2f(x->theta);
     a->scale2 = (float)(1.4426950408889634 / sqrt((double)x->head_dim));
     e->ctas = ctas;
-    e->key = *x;
-    for (int l = 0; l < x->layers; l++) {
-        e->ptrs[0][l] = x->lq[l];
-        e->ptrs[1][l] = x->w_qkv[l];
-        e->ptrs[2][l] = x->w_o[l];
-        e->ptrs[3][l] = x->w_gu[l];
-        e->ptrs[4][l] = x->w_down[l];
-    }
-    e->valid = 1;
+    entry_key(e, x);
     return RTV_OK;
 }
 
@@ -942,11 +948,15 @@ int rtv_cuda_expert_layers(rtv_stream *s, const rtv_expert_step *x)
         entry_free(e);
         const int st = entry_build(s, e, x);
         if (st) {
-            const int keep = st;
             entry_free(e);
-            return keep;
+            if (st == RTV_E_UNSUPPORTED) { /* remembered: no plan is built per call */
+                entry_key(e, x);
+                e->declined = 1;
+            }
+            return st;
         }
     }
+    if (e->declined) return RTV_E_UNSUPPORTED;
     CU_TRY(cudaMemsetAsync(e->ctr, 0, (size_t)e->plan.nctr * sizeof(unsigned), s->s));
     if (e->args->trace)
         c->last = e;
