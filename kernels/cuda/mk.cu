@@ -42,6 +42,7 @@
 #include "tmap.h"
 #include "tune.h"
 #include "wgmma.cuh"
+#include "wg_softmax.cuh"
 
 extern "C" {
 #include "kernels/cuda/mk_plan.h"
@@ -104,17 +105,6 @@ static __device__ __forceinline__ unsigned mk_arrive(unsigned *p)
     unsigned old;
     asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], 1;" : "=r"(old) : "l"(p) : "memory");
     return old;
-}
-/* non-blocking: has the phase of parity completed? */
-static __device__ __forceinline__ unsigned mk_test(uint64_t *b, unsigned parity)
-{
-    unsigned done;
-    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
-                 " selp.u32 %0, 1, 0, p;\n}"
-                 : "=r"(done)
-                 : "r"(wg_saddr(b)), "r"(parity)
-                 : "memory");
-    return done;
 }
 static __device__ __forceinline__ void mk_proxy_global(void)
 {
@@ -195,7 +185,7 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
         int did = 0;
         if (wi < last) {
             const int s = (int)(wseq % MK_NST);
-            if (wseq < MK_NST || mk_test(&empty[s], ((wseq / MK_NST) - 1) & 1)) {
+            if (wseq < MK_NST || wg_test(&empty[s], ((wseq / MK_NST) - 1) & 1)) {
                 int r0, r1;
                 mk_rows(a, wt, &r0, &r1);
                 const int k = (int)wt.k0 + 64 * wc;
@@ -295,19 +285,8 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wg_mma(d, dx + 2 * kk, dw + 2 * kk, c > 0 || kk > 0);
         wg_commit();
-        if (scale) { /* row tid / 2, half tid % 2 of the chunk (the swizzle keeps rows) */
-            const uint4 *p = (const uint4 *)(st + (tid >> 1) * 128 + (tid & 1) * 64);
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                const uint4 v = p[u];
-                const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
-#pragma unroll
-                for (int k = 0; k < 4; k++) {
-                    const float2 f = __bfloat1622float2(e[k]);
-                    ss += f.x * f.x + f.y * f.y;
-                }
-            }
-        }
+        if (scale) /* row tid / 2, half tid % 2 of the chunk */
+            wg_add_sumsq64(&ss, st + (tid >> 1) * 128 + (tid & 1) * 64);
         wg_wait_group<1>(); /* chunk c - 1's MMAs are done: its stage may be refilled */
         if (c > 0 && lane == 0) wg_arrive(&empty[(*seq - 1) % MK_NST]);
     }
@@ -392,56 +371,6 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
     mk_reduced(a, t, tix);
 }
 
-/* S[64 x 80] (+)= Q[64 x 16] . K[80 x 16]^T (attn_wg.cu's wa_mma_s) */
-static __device__ __forceinline__ void mk_mma_s(float *s, uint64_t da, uint64_t db, int acc)
-{
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39}, "
-        "%40, %41, p, 1, 1, 0, 0;\n}"
-        : "+f"(s[0]), "+f"(s[1]), "+f"(s[2]), "+f"(s[3]), "+f"(s[4]), "+f"(s[5]), "+f"(s[6]),
-          "+f"(s[7]), "+f"(s[8]), "+f"(s[9]), "+f"(s[10]), "+f"(s[11]), "+f"(s[12]), "+f"(s[13]),
-          "+f"(s[14]), "+f"(s[15]), "+f"(s[16]), "+f"(s[17]), "+f"(s[18]), "+f"(s[19]),
-          "+f"(s[20]), "+f"(s[21]), "+f"(s[22]), "+f"(s[23]), "+f"(s[24]), "+f"(s[25]),
-          "+f"(s[26]), "+f"(s[27]), "+f"(s[28]), "+f"(s[29]), "+f"(s[30]), "+f"(s[31]),
-          "+f"(s[32]), "+f"(s[33]), "+f"(s[34]), "+f"(s[35]), "+f"(s[36]), "+f"(s[37]),
-          "+f"(s[38]), "+f"(s[39])
-        : "l"(da), "l"(db), "r"(acc));
-}
-/* O[64 x 128] (+)= P[64 x 16] . V[16 x 128], P from registers (attn_wg.cu's wa_mma_pv) */
-static __device__ __forceinline__ void mk_mma_pv(float *o, const uint32_t *pa, uint64_t db,
-                                                 int acc)
-{
-    asm volatile(
-        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
-        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
-        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
-        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
-        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
-        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
-        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}"
-        : "+f"(o[0]), "+f"(o[1]), "+f"(o[2]), "+f"(o[3]), "+f"(o[4]), "+f"(o[5]), "+f"(o[6]),
-          "+f"(o[7]), "+f"(o[8]), "+f"(o[9]), "+f"(o[10]), "+f"(o[11]), "+f"(o[12]), "+f"(o[13]),
-          "+f"(o[14]), "+f"(o[15]), "+f"(o[16]), "+f"(o[17]), "+f"(o[18]), "+f"(o[19]),
-          "+f"(o[20]), "+f"(o[21]), "+f"(o[22]), "+f"(o[23]), "+f"(o[24]), "+f"(o[25]),
-          "+f"(o[26]), "+f"(o[27]), "+f"(o[28]), "+f"(o[29]), "+f"(o[30]), "+f"(o[31]),
-          "+f"(o[32]), "+f"(o[33]), "+f"(o[34]), "+f"(o[35]), "+f"(o[36]), "+f"(o[37]),
-          "+f"(o[38]), "+f"(o[39]), "+f"(o[40]), "+f"(o[41]), "+f"(o[42]), "+f"(o[43]),
-          "+f"(o[44]), "+f"(o[45]), "+f"(o[46]), "+f"(o[47]), "+f"(o[48]), "+f"(o[49]),
-          "+f"(o[50]), "+f"(o[51]), "+f"(o[52]), "+f"(o[53]), "+f"(o[54]), "+f"(o[55]),
-          "+f"(o[56]), "+f"(o[57]), "+f"(o[58]), "+f"(o[59]), "+f"(o[60]), "+f"(o[61]),
-          "+f"(o[62]), "+f"(o[63])
-        : "r"(pa[0]), "r"(pa[1]), "r"(pa[2]), "r"(pa[3]), "l"(db), "r"(acc));
-}
-static __device__ __forceinline__ uint64_t mk_desc_n(const void *p, unsigned block)
-{
-    return (uint64_t)((wg_saddr(p) & 0x3FFFF) >> 4) | ((uint64_t)(block >> 4) << 16) |
-           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
-}
-
 /* One attention task (head tile, keys [k0, k0 + nk)) on the consumers. abar: Q, K, V
  * barriers; uses: this CTA's Q loads so far, chunk loads so far (phases). */
 static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsigned char *reg,
@@ -487,7 +416,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         for (int b = 0; b < MK_HB; b++) {
             const uint64_t dq = wg_desc(qs + b * MK_QBOX), dk = wg_desc(ks + b * MK_KVBOX);
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) mk_mma_s(s, dq + 2 * kk, dk + 2 * kk, b > 0 || kk > 0);
+            for (int kk = 0; kk < 4; kk++) wg_mma_s80(s, dq + 2 * kk, dk + 2 * kk, b > 0 || kk > 0);
         }
         wg_commit();
         wg_wait_group<0>();
@@ -497,44 +426,9 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
             for (int b = 0; b < MK_HB; b++)
                 wg_tma(ks + b * MK_KVBOX, &a.tlq[l][1], kcol + 64 * b, kb + MK_KB, &abar[1]);
         }
-        float x0 = -INFINITY, x1 = -INFINITY;
-#pragma unroll
-        for (int j = 0; j < 10; j++)
-#pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int key = kb + 8 * j + 2 * q4 + e;
-                s[4 * j + e] = key < e0 ? s[4 * j + e] * a.scale2 : -INFINITY;
-                s[4 * j + 2 + e] = key < e1 ? s[4 * j + 2 + e] * a.scale2 : -INFINITY;
-                x0 = fmaxf(x0, s[4 * j + e]);
-                x1 = fmaxf(x1, s[4 * j + 2 + e]);
-            }
-        x0 = fmaxf(m0, rtv_quad_max(x0));
-        x1 = fmaxf(m1, rtv_quad_max(x1));
-        const float b0 = x0 == -INFINITY ? 0.f : x0, b1 = x1 == -INFINITY ? 0.f : x1;
-        const float c0 = exp2f(m0 - b0), c1 = exp2f(m1 - b1);
-        m0 = x0;
-        m1 = x1;
         uint32_t pa[20];
-        float p0 = 0.f, p1 = 0.f;
-#pragma unroll
-        for (int j = 0; j < 10; j++) {
-            const float u0 = exp2f(s[4 * j] - b0), u1 = exp2f(s[4 * j + 1] - b0);
-            const float u2 = exp2f(s[4 * j + 2] - b1), u3 = exp2f(s[4 * j + 3] - b1);
-            p0 += u0 + u1;
-            p1 += u2 + u3;
-            pa[2 * j] = rtv_pack_bf16x2(u0, u1);
-            pa[2 * j + 1] = rtv_pack_bf16x2(u2, u3);
-        }
-        l0 = l0 * c0 + p0;
-        l1 = l1 * c1 + p1;
-        if (c > 0)
-#pragma unroll
-            for (int i = 0; i < MK_HB * 16; i++) {
-                o[4 * i] *= c0;
-                o[4 * i + 1] *= c0;
-                o[4 * i + 2] *= c1;
-                o[4 * i + 3] *= c1;
-            }
+        wg_softmax80<MK_HB * 32>(s, kb, q4, e0, e1, a.scale2, &m0, &m1, &l0, &l1, o,
+                                 c > 0, pa);
         wg_wait(&abar[2], *kuses & 1);
         (*kuses)++;
         wg_fence();
@@ -542,8 +436,8 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         for (int u = 0; u < MK_KB / 16; u++)
 #pragma unroll
             for (int hh = 0; hh < MK_HB / 2; hh++)
-                mk_mma_pv(o + 64 * hh, pa + 4 * u,
-                          mk_desc_n(vs + 2 * hh * MK_KVBOX + u * 2048, MK_KVBOX), c > 0 || u > 0);
+                wg_mma_pv128(o + 64 * hh, pa + 4 * u,
+                          wg_desc_n(vs + 2 * hh * MK_KVBOX + u * 2048, MK_KVBOX), c > 0 || u > 0);
         wg_commit();
         wg_wait_group<0>();
         mk_sync_consumers(); /* every warp's P.V is done with the V chunk */

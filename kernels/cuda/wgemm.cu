@@ -232,19 +232,8 @@ static __global__ void __launch_bounds__(WG_THREADS, 1) wgemm_k(const __grid_con
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wg_mma(d, dx + 2 * kk, dw + 2 * kk, i > 0 || kk > 0);
             wg_commit();
-            if (a.scale) { /* row tid / 2, half tid % 2 of the chunk (the swizzle keeps rows) */
-                const uint4 *p = (const uint4 *)(st + (tid >> 1) * 128 + (tid & 1) * 64);
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    const uint4 v = p[u];
-                    const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
-#pragma unroll
-                    for (int k = 0; k < 4; k++) {
-                        const float2 f = __bfloat1622float2(e[k]);
-                        ss += f.x * f.x + f.y * f.y;
-                    }
-                }
-            }
+            if (a.scale) /* row tid / 2, half tid % 2 of the chunk */
+                wg_add_sumsq64(&ss, st + (tid >> 1) * 128 + (tid & 1) * 64);
             wg_wait_group<1>(); /* chunk i - 1's MMAs are done: its stage may be refilled */
             if (i > 0 && lane == 0) wg_arrive(&empty[(i - 1) % S]);
         }

@@ -161,6 +161,87 @@ static __device__ __forceinline__ void wg_arrive_peer(uint64_t *b, unsigned rank
     asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(wg_peer(b, rank))
                  : "memory");
 }
+/* wgmma shared-memory descriptor of an N-major operand with the 128-byte swizzle: 64-wide
+ * column blocks `block` bytes apart, 8-row groups 1024 bytes apart */
+static __device__ __forceinline__ uint64_t wg_desc_n(const void *p, unsigned block)
+{
+    return (uint64_t)((wg_saddr(p) & 0x3FFFF) >> 4) | ((uint64_t)(block >> 4) << 16) |
+           ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
+}
+
+/* s[64 x 80] (+)= A[64 x 16] . B[80 x 16]^T, both from shared memory (K-major); acc = 0:
+ * s = A . B^T (attention's S = Q K^T over an 80-key chunk) */
+static __device__ __forceinline__ void wg_mma_s80(float *s, uint64_t da, uint64_t db, int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %42, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n80k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39}, "
+        "%40, %41, p, 1, 1, 0, 0;\n}"
+        : "+f"(s[0]), "+f"(s[1]), "+f"(s[2]), "+f"(s[3]), "+f"(s[4]), "+f"(s[5]), "+f"(s[6]),
+          "+f"(s[7]), "+f"(s[8]), "+f"(s[9]), "+f"(s[10]), "+f"(s[11]), "+f"(s[12]), "+f"(s[13]),
+          "+f"(s[14]), "+f"(s[15]), "+f"(s[16]), "+f"(s[17]), "+f"(s[18]), "+f"(s[19]),
+          "+f"(s[20]), "+f"(s[21]), "+f"(s[22]), "+f"(s[23]), "+f"(s[24]), "+f"(s[25]),
+          "+f"(s[26]), "+f"(s[27]), "+f"(s[28]), "+f"(s[29]), "+f"(s[30]), "+f"(s[31]),
+          "+f"(s[32]), "+f"(s[33]), "+f"(s[34]), "+f"(s[35]), "+f"(s[36]), "+f"(s[37]),
+          "+f"(s[38]), "+f"(s[39])
+        : "l"(da), "l"(db), "r"(acc));
+}
+/* o[64 x 128] (+)= P[64 x 16] . V[16 x 128]: P from registers (an accumulator layout rounded
+ * to bf16 pairs: wgmma's register A fragment), V from shared memory N-major (rows of K) */
+static __device__ __forceinline__ void wg_mma_pv128(float *o, const uint32_t *pa, uint64_t db,
+                                                 int acc)
+{
+    asm volatile(
+        "{\n.reg .pred p;\nsetp.ne.b32 p, %69, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, "
+        "%16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, "
+        "%32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, "
+        "%48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, "
+        "{%64, %65, %66, %67}, %68, p, 1, 1, 1;\n}"
+        : "+f"(o[0]), "+f"(o[1]), "+f"(o[2]), "+f"(o[3]), "+f"(o[4]), "+f"(o[5]), "+f"(o[6]),
+          "+f"(o[7]), "+f"(o[8]), "+f"(o[9]), "+f"(o[10]), "+f"(o[11]), "+f"(o[12]), "+f"(o[13]),
+          "+f"(o[14]), "+f"(o[15]), "+f"(o[16]), "+f"(o[17]), "+f"(o[18]), "+f"(o[19]),
+          "+f"(o[20]), "+f"(o[21]), "+f"(o[22]), "+f"(o[23]), "+f"(o[24]), "+f"(o[25]),
+          "+f"(o[26]), "+f"(o[27]), "+f"(o[28]), "+f"(o[29]), "+f"(o[30]), "+f"(o[31]),
+          "+f"(o[32]), "+f"(o[33]), "+f"(o[34]), "+f"(o[35]), "+f"(o[36]), "+f"(o[37]),
+          "+f"(o[38]), "+f"(o[39]), "+f"(o[40]), "+f"(o[41]), "+f"(o[42]), "+f"(o[43]),
+          "+f"(o[44]), "+f"(o[45]), "+f"(o[46]), "+f"(o[47]), "+f"(o[48]), "+f"(o[49]),
+          "+f"(o[50]), "+f"(o[51]), "+f"(o[52]), "+f"(o[53]), "+f"(o[54]), "+f"(o[55]),
+          "+f"(o[56]), "+f"(o[57]), "+f"(o[58]), "+f"(o[59]), "+f"(o[60]), "+f"(o[61]),
+          "+f"(o[62]), "+f"(o[63])
+        : "r"(pa[0]), "r"(pa[1]), "r"(pa[2]), "r"(pa[3]), "l"(db), "r"(acc));
+}
+/* *ss += the squares of 32 bf16 values (64 bytes) at p, one by one: half a 128-byte row of a
+ * swizzled chunk (the swizzle permutes 16-byte pieces within a row: a row's sum is kept) */
+static __device__ __forceinline__ void wg_add_sumsq64(float *ss, const void *p)
+{
+    const uint4 *q = (const uint4 *)p;
+#pragma unroll
+    for (int u = 0; u < 4; u++) {
+        const uint4 v = q[u];
+        const __nv_bfloat162 *e = (const __nv_bfloat162 *)&v;
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            const float2 f = __bfloat1622float2(e[k]);
+            *ss += f.x * f.x + f.y * f.y;
+        }
+    }
+}
+/* non-blocking: has the phase of this parity completed? (wg_try may wait a while) */
+static __device__ __forceinline__ unsigned wg_test(uint64_t *b, unsigned parity)
+{
+    unsigned done;
+    asm volatile("{\n .reg .pred p;\n mbarrier.test_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                 " selp.u32 %0, 1, 0, p;\n}"
+                 : "=r"(done)
+                 : "r"(wg_saddr(b)), "r"(parity)
+                 : "memory");
+    return done;
+}
 static __device__ __forceinline__ unsigned wg_cluster_rank(void)
 {
     unsigned r;
