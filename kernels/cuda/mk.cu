@@ -27,8 +27,10 @@
  *   (wgmma m64n80k16), limit rule, online softmax in registers, P as the register A operand of
  *   O += P V (wgmma m64n128k16), as attn_wg.cu. One split writes att; several write records
  *   (O unnormalized, max, sum) and the last to arrive combines them in split order.
- * Signalling: a task's stores, a proxy fence (TMA reads them), the CTA's barrier, then thread 0
- * releases the counter (or arrives on the tile's, acquiring the other splits' writes).
+ * Signalling: a task's stores, a proxy fence (TMA reads them), the consumers' barrier, then
+ * thread 0 releases the counter (or arrives on the tile's, acquiring the other splits'
+ * writes). Reads of other CTAs' data by plain loads (the residual, partials, records) go
+ * through L2 (ld.global.cg) after an acquire by thread 0 and a barrier.
  * Counters are zeroed by a memset before each launch (captured with it). */
 #include <math.h>
 #include <stdio.h>
@@ -231,14 +233,16 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
 #undef MK_SKIP
 }
 
-/* After a task's stores: fence, barrier, then thread 0 releases its counter, or arrives at
- * its tile's; returns 1 (to every consumer) where this split arrived last and must reduce. */
+/* After a task's stores: a proxy fence (TMA reads them), the consumers' barrier, then thread 0
+ * releases its counter, or arrives at its tile's (acquire + release); the barrier makes the
+ * other threads' stores part of that release (CUTLASS's semaphore pattern, no per-thread
+ * __threadfence). Returns 1 (to every consumer) where this split arrived last and must
+ * reduce. */
 static __device__ __forceinline__ int mk_done(const mk_args &a, const rtv_mk_task &t,
                                               int *flag, int tix)
 {
     mk_mark(a, tix, 2);
     mk_proxy_global();
-    __threadfence();
     mk_sync_consumers();
     if (threadIdx.x == 0) {
         int last = 0;
@@ -256,7 +260,6 @@ static __device__ __forceinline__ void mk_reduced(const mk_args &a, const rtv_mk
                                                   int tix)
 {
     mk_proxy_global();
-    __threadfence();
     mk_sync_consumers();
     if (threadIdx.x == 0) mk_release_add(a.ctr + t.signal);
     mk_mark(a, tix, 3);
@@ -386,17 +389,27 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
     mk_sync_consumers();
     if (tid == 0) {
-        mk_wait_ready(a, t);
-        mk_proxy_global();
-        wg_expect(&abar[0], MK_HB * MK_QBOX);
-        for (int b = 0; b < MK_HB; b++)
-            wg_tma(qs + b * MK_QBOX, &a.tlq[l][0], h * MK_HD + 64 * b, a.kv_row, &abar[0]);
-        wg_expect(&abar[1], MK_HB * MK_KVBOX);
-        for (int b = 0; b < MK_HB; b++)
-            wg_tma(ks + b * MK_KVBOX, &a.tlq[l][1], kcol + 64 * b, k0, &abar[1]);
-        wg_expect(&abar[2], MK_HB * MK_KVBOX);
-        for (int b = 0; b < MK_HB; b++)
-            wg_tma(vs + b * MK_KVBOX, &a.tlq[l][1], vcol + 64 * b, k0, &abar[2]);
+        /* a split of prefix keys only (written before this launch; its boxes end at its own
+         * keys, see entry_build) loads K and V before waiting for q */
+        const int early = k1 <= a.kv_row;
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1) {
+                mk_wait_ready(a, t);
+                mk_proxy_global();
+                wg_expect(&abar[0], MK_HB * MK_QBOX);
+                for (int b = 0; b < MK_HB; b++)
+                    wg_tma(qs + b * MK_QBOX, &a.tlq[l][0], h * MK_HD + 64 * b, a.kv_row,
+                           &abar[0]);
+            }
+            if (pass == !early) {
+                wg_expect(&abar[1], MK_HB * MK_KVBOX);
+                for (int b = 0; b < MK_HB; b++)
+                    wg_tma(ks + b * MK_KVBOX, &a.tlq[l][1], kcol + 64 * b, k0, &abar[1]);
+                wg_expect(&abar[2], MK_HB * MK_KVBOX);
+                for (int b = 0; b < MK_HB; b++)
+                    wg_tma(vs + b * MK_KVBOX, &a.tlq[l][1], vcol + 64 * b, k0, &abar[2]);
+            }
+        }
     }
     const int r0 = 16 * warp + (lane >> 2), r1 = r0 + 8;
     const int n_k = a.kv_row + a.n;
@@ -741,8 +754,12 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     rtv_mk_dims d = { x->rows, x->dim, x->mlp, x->heads, x->kv_heads, x->head_dim, x->layers,
                       x->kv_row, x->limit_rows, x->limit_keys, ctas };
     const int keys = x->kv_row + x->rows;
-    rtv_mk_shape sh = { 32, (keys + MK_KB - 1) / MK_KB, 64, 0, 32, 64, 0, 0 };
-    if (sh.a_splits > RTV_MK_MAXSPLIT) sh.a_splits = RTV_MK_MAXSPLIT;
+    /* key splits of whole 80-key chunks: a split's K/V boxes then hold only its own keys (or
+     * rows past the buffer, read as zeros), never rows another task may be writing, whose
+     * stale bits could be NaN (0 x NaN in P.V) */
+    const int chunks = (keys + MK_KB - 1) / MK_KB;
+    const int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
+    rtv_mk_shape sh = { 32, 0, 64, 0, 32, 64, 0, 0, per * MK_KB };
     char err[256];
     if (rtv_mk_plan_build(&e->plan, &d, &sh, err, sizeof(err)))
         return rtv_fail(RTV_E_ARG, "expert kernel: %s", err);

@@ -90,6 +90,15 @@ static int choose_shape(const rtv_mk_dims *d, rtv_mk_shape *sh, char *err, size_
     const long T = sh->task_bytes > 0 ? sh->task_bytes : 64 * 1024;
     const int keys = d->kv_row + d->n, half = d->hd / 2, Q = d->nh * d->hd;
     sh->task_bytes = (int)T;
+    if (sh->a_keys < 0)
+        return fail(err, len, "mk plan: shape.a_keys=%d, expected >= 0", sh->a_keys);
+    if (sh->a_keys > 0) {
+        const int s = (keys + sh->a_keys - 1) / sh->a_keys;
+        if (sh->a_splits && sh->a_splits != s)
+            return fail(err, len, "mk plan: shape.a_splits=%d disagrees with a_keys=%d over %d "
+                        "keys (%d splits)", sh->a_splits, sh->a_keys, keys, s);
+        sh->a_splits = s;
+    }
     if (!sh->q_pairs)
         sh->q_pairs = largest_divisor_within(half, 2L * d->W * 2, T);
     if (!sh->a_splits) {
@@ -261,8 +270,9 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
         for (int h = 0; h < d->nh; h++)
             for (int s = 0; s < sh.a_splits; s++) {
                 t = add(&b, RTV_MK_ATT, l, h, s, sh.a_splits);
-                const int k0 = (int)((long)s * keys / sh.a_splits);
-                const int k1 = (int)((long)(s + 1) * keys / sh.a_splits);
+                const int k0 = sh.a_keys ? s * sh.a_keys : (int)((long)s * keys / sh.a_splits);
+                const int k1 = sh.a_keys ? (k0 + sh.a_keys < keys ? k0 + sh.a_keys : keys)
+                                         : (int)((long)(s + 1) * keys / sh.a_splits);
                 t->k0 = (uint32_t)k0;
                 t->nk = (uint32_t)(k1 - k0);
                 t->ncol = (uint32_t)d->hd;

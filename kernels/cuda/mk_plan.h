@@ -19,7 +19,8 @@
  *   QKV  (head h of nh + 2 nkv column heads, pair group g): RoPE pairs j in [col0, col0 + ncol)
  *        of head h, i.e. columns h hd + j and h hd + hd/2 + j (v heads: the same columns, not
  *        rotated). Full K. Raises ctr QH(l, h).
- *   ATT  (head h, key split s): keys [k0, k0 + nk). One split: writes att's head h. Several:
+ *   ATT  (head h, key split s): keys [k0, k0 + nk) (even splits, or a_keys each). One split:
+ *        writes att's head h. Several:
  *        writes a record per row (max, sum, unnormalized O) to slot (h, s) and arrives on
  *        AA(l, h); the last to arrive combines the records in split order into att (the
  *        "reduction"), then raises AG(l, group of h). Waits QH(l, h), and where the split
@@ -77,6 +78,8 @@ typedef struct rtv_mk_shape {
     int g_cols;         /* GeGLU columns per GU task (divides F / d_splits) */
     int d_cols, d_splits; /* DOWN: columns per tile (divides W), splits (divide F) */
     int task_bytes;     /* the weight bytes per task the choice aims at (0: 64 KiB) */
+    int a_keys;         /* > 0: keys per split (the last takes the rest), so that splits start
+                         * at multiples of it; 0: the keys spread evenly over a_splits */
 } rtv_mk_shape;
 
 typedef struct rtv_mk_wait {

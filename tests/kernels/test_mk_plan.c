@@ -798,6 +798,10 @@ static void check_refusals(void)
     sh.d_splits = 16;
     sh.g_cols = 16;
     CHECK(rtv_mk_plan_build(&p, &d, &sh, err, sizeof(err)) != 0 && strstr(err, "g_cols=16"));
+    memset(&sh, 0, sizeof(sh));
+    sh.a_keys = 4;
+    sh.a_splits = 2; /* 18 keys in 4-key splits are 5 */
+    CHECK(rtv_mk_plan_build(&p, &d, &sh, err, sizeof(err)) != 0 && strstr(err, "a_keys=4"));
     CHECK(rtv_mk_plan_build(&p, &d, NULL, err, sizeof(err)) == 0);
     rtv_mk_plan_free(&p);
 }
@@ -812,10 +816,11 @@ int main(void)
     const rtv_mk_dims step1 = {8, 64, 128, 4, 1, 16, 3, 21, 0, 0, 5};
     const rtv_mk_dims gqa = {5, 48, 96, 4, 2, 8, 2, 6, 2, 3, 3};
     const rtv_mk_shape cuts[] = {
-        {0, 0, 0, 0, 0, 0, 0, 0},            /* chosen (one task per head and op at this size) */
-        {2, 3, 16, 2, 8, 16, 4, 4096},       /* splits everywhere */
-        {8, 1, 64, 1, 128, 64, 1, 0},        /* no splits */
-        {1, 16, 8, 4, 8, 8, 16, 0},          /* the most splits */
+        {0, 0, 0, 0, 0, 0, 0, 0, 0},         /* chosen (one task per head and op at this size) */
+        {2, 3, 16, 2, 8, 16, 4, 4096, 0},    /* splits everywhere */
+        {8, 1, 64, 1, 128, 64, 1, 0, 0},     /* no splits */
+        {1, 16, 8, 4, 8, 8, 16, 0, 0},       /* the most splits */
+        {4, 0, 32, 4, 16, 32, 2, 0, 8},      /* 8-key splits, the last shorter (as mk.cu) */
     };
     for (size_t i = 0; i < sizeof(cuts) / sizeof(cuts[0]); i++) {
         check_numbers(&step0, &cuts[i], 6);
@@ -824,7 +829,7 @@ int main(void)
             fprintf(stderr, "  (cut %zu)\n", i);
     }
     check_numbers(&gqa, NULL, 6);
-    const rtv_mk_shape gqa_split = {1, 2, 8, 2, 8, 8, 4, 0};
+    const rtv_mk_shape gqa_split = {1, 2, 8, 2, 8, 8, 4, 0, 0};
     check_numbers(&gqa, &gqa_split, 6);
     check_plan(&gqa, &gqa_split, "small gqa", 20);
     check_checkers(&step0, &cuts[1]);
@@ -843,7 +848,7 @@ int main(void)
         check_plan(&p1, NULL, what, 2);
         /* the cut kernels/cuda/mk.cu asks for: 64-column tiles (two 32-row weight boxes), key
          * splits of at most 80 keys (one chunk each) */
-        const rtv_mk_shape cuda_cut = {32, 8, 64, 0, 32, 64, 0, 0};
+        const rtv_mk_shape cuda_cut = {32, 0, 64, 0, 32, 64, 0, 0, 80};
         snprintf(what, sizeof(what), "pi0 step 0 as mk.cu cuts it, %d CTAs", shares[i]);
         check_plan(&p0, &cuda_cut, what, 2);
     }
