@@ -594,6 +594,7 @@ struct mk_cache {
     unsigned long long *trace;    /* the last launch's marks (sized for the largest plan) */
     int trace_cap;                /* tasks it holds */
     const mk_entry *last;         /* the entry launched last (its plan reads the trace) */
+    int last_ops;                 /* rtv_cuda_mk_tune: ops of the last layer (0: all) */
 };
 
 static void entry_free(mk_entry *e) /* also a partly built one (fields zero or owned) */
@@ -751,8 +752,9 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
         CU_TRY(cudaGetDevice(&dev));
         CU_TRY(cudaDeviceGetAttribute(&ctas, cudaDevAttrMultiProcessorCount, dev));
     }
+    mk_cache *c = (mk_cache *)s->mk_cache;
     rtv_mk_dims d = { x->rows, x->dim, x->mlp, x->heads, x->kv_heads, x->head_dim, x->layers,
-                      x->kv_row, x->limit_rows, x->limit_keys, ctas };
+                      x->kv_row, x->limit_rows, x->limit_keys, ctas, c->last_ops };
     const int keys = x->kv_row + x->rows;
     /* key splits of whole 80-key chunks: a split's K/V boxes then hold only its own keys (or
      * rows past the buffer, read as zeros), never rows another task may be writing, whose
@@ -807,7 +809,6 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     a->part = e->part;
     a->arec = e->arec;
     a->ctr = e->ctr;
-    mk_cache *c = (mk_cache *)s->mk_cache;
     /* one trace buffer for every plan, never reallocated (captured graphs hold its address);
      * a plan larger than it runs untraced */
     if (c->trace_on && !c->trace) {
@@ -837,6 +838,17 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
 }
 
 extern "C" int rtv_cuda_mk_usable(rtv_stream *s) { return s->mk_use && s->mk_ok; }
+
+extern "C" int rtv_cuda_mk_tune(rtv_stream *s, int last_ops)
+{
+    mk_cache *c = (mk_cache *)s->mk_cache;
+    if (!c || last_ops < 0 || last_ops > RTV_MK_NOPS) return 0;
+    if (cudaStreamSynchronize(s->s) != cudaSuccess) return 0;
+    for (int i = 0; i < MK_CACHE; i++) entry_free(&c->e[i]); /* plans for the new setting */
+    c->last = NULL;
+    c->last_ops = last_ops;
+    return 1;
+}
 
 int rtv_cuda_expert_layers(rtv_stream *s, const rtv_expert_step *x)
 {

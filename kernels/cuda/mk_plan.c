@@ -157,6 +157,8 @@ static int check_dims(const rtv_mk_dims *d, char *err, size_t len)
                     d->kv_row, d->limit_rows, d->limit_keys);
     if (d->ctas < 1)
         return fail(err, len, "mk plan: ctas=%d, expected >= 1", d->ctas);
+    if (d->last_ops < 0 || d->last_ops > RTV_MK_NOPS)
+        return fail(err, len, "mk plan: last_ops=%d, expected 0..%d", d->last_ops, RTV_MK_NOPS);
     return 0;
 }
 
@@ -254,6 +256,7 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
     builder b = {p, (int)ntask};
     for (int l = 0; l < d->layers; l++) {
         const uint32_t base = (uint32_t)l * c.per_layer, prev = base - c.per_layer;
+        const int nops = l == d->layers - 1 && d->last_ops ? d->last_ops : RTV_MK_NOPS;
         rtv_mk_task *t;
         for (int h = 0; h < ncolh; h++)
             for (int g = 0; g < gph; g++) {
@@ -267,7 +270,7 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
                 t->signal = base + c.qh + (uint32_t)h;
                 t->wbytes = (uint32_t)(2L * sh.q_pairs * d->W * 2);
             }
-        for (int h = 0; h < d->nh; h++)
+        for (int h = 0; h < d->nh && nops > RTV_MK_ATT; h++)
             for (int s = 0; s < sh.a_splits; s++) {
                 t = add(&b, RTV_MK_ATT, l, h, s, sh.a_splits);
                 const int k0 = sh.a_keys ? s * sh.a_keys : (int)((long)s * keys / sh.a_splits);
@@ -285,7 +288,7 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
                     t->arrive = base + c.aa + (uint32_t)h;
                 t->signal = base + c.ag + (uint32_t)(h / hg);
             }
-        for (int o = 0; o < otiles; o++)
+        for (int o = 0; o < otiles && nops > RTV_MK_O; o++)
             for (int s = 0; s < sh.o_splits; s++) {
                 t = add(&b, RTV_MK_O, l, o, s, sh.o_splits);
                 t->col0 = (uint32_t)(o * sh.o_cols);
@@ -298,7 +301,7 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
                 t->signal = base + c.od;
                 t->wbytes = (uint32_t)((long)sh.o_cols * t->nk * 2);
             }
-        for (int g = 0; g < gtiles; g++) {
+        for (int g = 0; g < gtiles && nops > RTV_MK_GU; g++) {
             t = add(&b, RTV_MK_GU, l, g, 0, 1);
             t->col0 = (uint32_t)(g * sh.g_cols);
             t->ncol = (uint32_t)sh.g_cols;
@@ -308,7 +311,7 @@ int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *
             t->signal = base + c.gg + t->col0 / (uint32_t)dk;
             t->wbytes = (uint32_t)(2L * sh.g_cols * d->W * 2);
         }
-        for (int o = 0; o < dtiles; o++)
+        for (int o = 0; o < dtiles && nops > RTV_MK_DOWN; o++)
             for (int s = 0; s < sh.d_splits; s++) {
                 t = add(&b, RTV_MK_DOWN, l, o, s, sh.d_splits);
                 t->col0 = (uint32_t)(o * sh.d_cols);

@@ -68,6 +68,8 @@ typedef struct rtv_mk_dims {
     int kv_row;         /* keys before this step's rows: prefix + earlier suffix rows */
     int limit_rows, limit_keys; /* attention's limit rule (backend.h) */
     int ctas;           /* persistent CTAs (the SMs of the stream's share) */
+    int last_ops;       /* ops of the last layer planned, 1 (QKV) .. 5 (DOWN); 0: all. For
+                         * checking a kernel part by part: fewer stop the step after that op */
 } rtv_mk_dims;
 
 /* How the ops are cut. Zero fields are chosen by rtv_mk_plan_build. */

@@ -57,6 +57,10 @@ int rtv_cuda_gm_trace(struct rtv_stream *s, long long *out, int max_ctas);
 /* Whether expert_layers runs its persistent kernel (mk.cu) on this stream: RTV_MK=1 at stream
  * creation, an sm_90a image and the tensor-map encoder. */
 int rtv_cuda_mk_usable(struct rtv_stream *s);
+/* The kernel runs only the first last_ops ops (1 qkv .. 5 down; 0: all, the default) of the
+ * last layer of each call, to check it part by part. Drops its cached plans (synchronizes).
+ * Returns 0 where the kernel is not usable or last_ops is out of range. */
+int rtv_cuda_mk_tune(struct rtv_stream *s, int last_ops);
 
 #ifdef __cplusplus
 }

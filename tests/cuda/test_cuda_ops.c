@@ -310,9 +310,11 @@ static void t_rms_mlp(int rows, int dim, int ff, int qd, int qcols, int rheads, 
 /* expert_layers (mk.cu, one persistent kernel per call) against encoder/gemma.c's layer run
  * op by op on the CPU: `layers` folded-norm layers on `rows` rows after kv_row keys of prefix,
  * twice in a row (its counters must start from zero again). Checks x and every layer's qkv
- * rows. Where the kernel cannot run (not sm_90a) the op declines and the case is reported. */
+ * rows. last_ops (1..4; 0: all) stops both after that many ops of the last layer: 1 checks
+ * the qkv tasks alone, 3 the attention and o-proj through x. Where the kernel cannot run (not
+ * sm_90a) the op declines and the case is reported. */
 static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int layers,
-                            int kv_row, int lim_r, int lim_k)
+                            int kv_row, int lim_r, int lim_k, int last_ops)
 {
     const int hd = 256, Q = heads * hd, QKV = (heads + 2 * kvh) * hd, keys = kv_row + rows;
     char what[160];
@@ -349,16 +351,22 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
     const float scale = 1.0f / sqrtf((float)hd);
     const rtv_expert_step e = { rows, dim, ff, heads, kvh, hd, layers, kv_row, lim_r, lim_k,
                                 1e-6f, 1e4f, X.g, lq, wq, wo, wg, wd };
+    CHECK(rtv_cuda_mk_tune(gs, last_ops));
     for (int rep = 0; rep < 2; rep++) {
         for (int l = 0; l < layers; l++) {
+            const int nops = l == layers - 1 && last_ops ? last_ops : 5;
             void *y = (float *)LQ[l].c + (size_t)kv_row * QKV;
             CHECK(C->matmul(cs, y, QKV, X.c, dim, WQ[l].c, NULL, rows, QKV, dim, 0) == 0);
             CHECK(C->rms_rope(cs, y, QKV, QKV, X.c, dim, 1e-6f, rows, heads + kvh, hd, kv_row,
                               1e4f) == 0);
+            if (nops < 3) /* the attention's output is not visible without the o-proj */
+                continue;
             CHECK(C->attention(cs, AT.c, Q, y, QKV, (float *)LQ[l].c + Q,
                                (float *)LQ[l].c + Q + kvh * hd, QKV, keys, NULL, NULL, 0, 0,
                                rows, heads, kvh, hd, scale, lim_r, lim_k) == 0);
             CHECK(C->matmul(cs, X.c, dim, AT.c, Q, WO[l].c, NULL, rows, dim, Q, RTV_MM_ACCUM) == 0);
+            if (nops < 5) /* ff is not visible without the down projection */
+                continue;
             CHECK(C->matmul(cs, GU.c, 2 * ff, X.c, dim, WG[l].c, NULL, rows, 2 * ff, dim, 0) == 0);
             CHECK(C->rms_geglu(cs, F.c, GU.c, X.c, dim, 1e-6f, rows, ff) == 0);
             CHECK(C->matmul(cs, X.c, dim, F.c, ff, WD[l].c, NULL, rows, dim, ff,
@@ -369,8 +377,10 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
                   st == RTV_E_UNSUPPORTED ? "(declined)" : rtv_last_error());
         CHECK(G->sync(gs) == 0);
     }
+    CHECK(rtv_cuda_mk_tune(gs, 0));
     snprintf(what, sizeof(what), "expert_layers x2 x rows=%d dim=%d ff=%d heads=%d layers=%d "
-             "kv_row=%d limit=%d/%d", rows, dim, ff, heads, layers, kv_row, lim_r, lim_k);
+             "kv_row=%d limit=%d/%d ops=%d", rows, dim, ff, heads, layers, kv_row, lim_r, lim_k,
+             last_ops);
     compare(what, X, 3e-2f);
     for (int l = 0; l < layers; l++) {
         snprintf(what, sizeof(what), "expert_layers qkv rows of layer %d (rows=%d kv_row=%d)", l,
@@ -601,9 +611,11 @@ int main(int argc, char **argv)
     /* all the expert's layers of a step in one kernel (mk.cu): pi0's step 0 (the state token
      * sees the prefix and itself) and later steps, with 2 of its 18 layers; a narrow model with
      * two heads and few rows */
-    t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513);
-    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0);
-    t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0);
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 1); /* part by part: qkv */
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3); /* + attention, o-proj */
+    t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513, 0);
+    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0, 0);
+    t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0, 0);
     t_rms_mlp(64, 1024, 4096, 2048, 2560, 9, 256);    /* chunk 63 + the state row */
     t_rms_mlp(1, 1024, 4096, 2048, 2560, 9, 256);     /* one row */
     t_rms_mlp(13, 256, 1024, 512, 640, 3, 128);       /* pi0-tiny sized: rotated and scaled tiles */

@@ -296,7 +296,7 @@ static int counters_bad(const rtv_mk_plan *p)
     return bad;
 }
 
-/* Each op's output written exactly once per layer (by tasks, or by reductions for split
+/* Each op's output written exactly once per layer (none for ops past last_ops) (by tasks, or by reductions for split
  * tiles); each split slot once per tile. Returns the elements written != once. */
 static long coverage_bad(const rtv_mk_plan *p, const items *s)
 {
@@ -329,8 +329,9 @@ static long coverage_bad(const rtv_mk_plan *p, const items *s)
                         }
                 }
             }
+            const int planned = l < d->layers - 1 || !d->last_ops || op < d->last_ops;
             for (long e = 0; e < (long)n * cols; e++)
-                bad += c[e] != 1;
+                bad += c[e] != planned;
             free(c);
         }
     return bad;
@@ -555,17 +556,23 @@ static void reference(const rtv_mk_dims *d, const mk_model *m, float *x, float *
     float *ff = calloc((size_t)n * F, sizeof(float));
     const float scale = (float)(1.0 / sqrt((double)hd));
     for (int l = 0; l < d->layers; l++) {
+        const int nops = l == d->layers - 1 && d->last_ops ? d->last_ops : RTV_MK_NOPS;
         float *y = lq[l] + (size_t)d->kv_row * QKV;
         int st = kt_b->matmul(kt_s, y, QKV, x, W, m->wqkv[l], NULL, n, QKV, W, 0);
         st |= kt_b->rms_rope(kt_s, y, QKV, QKV, x, W, m->eps, n, d->nh + d->nkv, hd, d->kv_row,
                              m->theta);
-        st |= kt_b->attention(kt_s, att, Q, y, QKV, lq[l] + Q, lq[l] + Q + KV, QKV,
-                              d->kv_row + n, NULL, NULL, 0, 0, n, d->nh, d->nkv, hd, scale,
-                              d->limit_rows, d->limit_keys);
-        st |= kt_b->matmul(kt_s, x, W, att, Q, m->wo[l], NULL, n, W, Q, RTV_MM_ACCUM);
-        st |= kt_b->matmul(kt_s, gu, 2 * F, x, W, m->wgu[l], NULL, n, 2 * F, W, 0);
-        st |= kt_b->rms_geglu(kt_s, ff, gu, x, W, m->eps, n, F);
-        st |= kt_b->matmul(kt_s, x, W, ff, F, m->wd[l], NULL, n, W, F, RTV_MM_ACCUM);
+        if (nops > RTV_MK_ATT)
+            st |= kt_b->attention(kt_s, att, Q, y, QKV, lq[l] + Q, lq[l] + Q + KV, QKV,
+                                  d->kv_row + n, NULL, NULL, 0, 0, n, d->nh, d->nkv, hd, scale,
+                                  d->limit_rows, d->limit_keys);
+        if (nops > RTV_MK_O)
+            st |= kt_b->matmul(kt_s, x, W, att, Q, m->wo[l], NULL, n, W, Q, RTV_MM_ACCUM);
+        if (nops > RTV_MK_GU) {
+            st |= kt_b->matmul(kt_s, gu, 2 * F, x, W, m->wgu[l], NULL, n, 2 * F, W, 0);
+            st |= kt_b->rms_geglu(kt_s, ff, gu, x, W, m->eps, n, F);
+        }
+        if (nops > RTV_MK_DOWN)
+            st |= kt_b->matmul(kt_s, x, W, ff, F, m->wd[l], NULL, n, W, F, RTV_MM_ACCUM);
         if (st) {
             fprintf(stderr, "reference: %s\n", rtv_last_error());
             exit(2);
@@ -781,7 +788,7 @@ static void check_refusals(void)
 {
     rtv_mk_plan p;
     char err[256];
-    rtv_mk_dims d = {8, 64, 128, 4, 1, 16, 2, 10, 0, 0, 4};
+    rtv_mk_dims d = {8, 64, 128, 4, 1, 16, 2, 10, 0, 0, 4, 0};
     rtv_mk_dims bad = d;
     bad.n = 65;
     CHECK(rtv_mk_plan_build(&p, &bad, NULL, err, sizeof(err)) != 0 && strstr(err, "n=65"));
@@ -802,6 +809,9 @@ static void check_refusals(void)
     sh.a_keys = 4;
     sh.a_splits = 2; /* 18 keys in 4-key splits are 5 */
     CHECK(rtv_mk_plan_build(&p, &d, &sh, err, sizeof(err)) != 0 && strstr(err, "a_keys=4"));
+    bad = d;
+    bad.last_ops = 6;
+    CHECK(rtv_mk_plan_build(&p, &bad, NULL, err, sizeof(err)) != 0 && strstr(err, "last_ops=6"));
     CHECK(rtv_mk_plan_build(&p, &d, NULL, err, sizeof(err)) == 0);
     rtv_mk_plan_free(&p);
 }
@@ -812,9 +822,9 @@ int main(void)
     check_refusals();
     /* small dimensions: numbers, under several cuts (n, W, F, nh, nkv, hd, layers, kv_row,
      * limit_rows, limit_keys, ctas) */
-    const rtv_mk_dims step0 = {9, 64, 128, 4, 1, 16, 3, 20, 1, 21, 7};
-    const rtv_mk_dims step1 = {8, 64, 128, 4, 1, 16, 3, 21, 0, 0, 5};
-    const rtv_mk_dims gqa = {5, 48, 96, 4, 2, 8, 2, 6, 2, 3, 3};
+    const rtv_mk_dims step0 = {9, 64, 128, 4, 1, 16, 3, 20, 1, 21, 7, 0};
+    const rtv_mk_dims step1 = {8, 64, 128, 4, 1, 16, 3, 21, 0, 0, 5, 0};
+    const rtv_mk_dims gqa = {5, 48, 96, 4, 2, 8, 2, 6, 2, 3, 3, 0};
     const rtv_mk_shape cuts[] = {
         {0, 0, 0, 0, 0, 0, 0, 0, 0},         /* chosen (one task per head and op at this size) */
         {2, 3, 16, 2, 8, 16, 4, 4096, 0},    /* splits everywhere */
@@ -828,6 +838,16 @@ int main(void)
         if (check_plan(&step0, &cuts[i], "small step 0", 20))
             fprintf(stderr, "  (cut %zu)\n", i);
     }
+    /* a step stopped after each op of its last layer (how a kernel is checked part by part):
+     * x holds the residual after O for last_ops 3, 4; the qkv rows are there from 1 on */
+    for (int k = 1; k < RTV_MK_NOPS; k++) {
+        rtv_mk_dims part = step0;
+        part.last_ops = k;
+        check_numbers(&part, &cuts[1], 3);
+        char what[48];
+        snprintf(what, sizeof(what), "small step 0, last_ops %d", k);
+        check_plan(&part, &cuts[1], what, 10);
+    }
     check_numbers(&gqa, NULL, 6);
     const rtv_mk_shape gqa_split = {1, 2, 8, 2, 8, 8, 4, 0, 0};
     check_numbers(&gqa, &gqa_split, 6);
@@ -839,8 +859,8 @@ int main(void)
      * later steps the action rows; on the whole H100 and on green-context shares */
     const int shares[] = {132, 66, 32};
     for (int i = 0; i < 3; i++) {
-        rtv_mk_dims p0 = {51, 1024, 4096, 8, 1, 256, 18, 512, 1, 513, shares[i]};
-        rtv_mk_dims p1 = {50, 1024, 4096, 8, 1, 256, 18, 513, 0, 0, shares[i]};
+        rtv_mk_dims p0 = {51, 1024, 4096, 8, 1, 256, 18, 512, 1, 513, shares[i], 0};
+        rtv_mk_dims p1 = {50, 1024, 4096, 8, 1, 256, 18, 513, 0, 0, shares[i], 0};
         char what[64];
         snprintf(what, sizeof(what), "pi0 step 0, %d CTAs", shares[i]);
         check_plan(&p0, NULL, what, i == 0 ? 4 : 2);
