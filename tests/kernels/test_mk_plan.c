@@ -296,8 +296,8 @@ static int counters_bad(const rtv_mk_plan *p)
     return bad;
 }
 
-/* Each op's output written exactly once per layer (none for ops past last_ops) (by tasks, or by reductions for split
- * tiles); each split slot once per tile. Returns the elements written != once. */
+/* Each op's output written exactly once per layer (by tasks, or by reductions for split
+ * tiles), and not at all for ops past last_ops. Returns the elements written otherwise. */
 static long coverage_bad(const rtv_mk_plan *p, const items *s)
 {
     const rtv_mk_dims *d = &p->d;
