@@ -124,14 +124,33 @@ static __device__ __forceinline__ int mk_ready(const mk_args &a, const rtv_mk_ta
 }
 static __device__ __forceinline__ int mk_is_gemm(int op) { return op != RTV_MK_ATT; }
 /* A wait that cannot end (a plan or counter bug) fails the launch after ~2^32 cycles (~2 s)
- * instead of hanging the stream. */
+ * instead of hanging the stream, first printing what it waited for. */
 #define MK_WATCHDOG (1ll << 32)
+static __device__ __noinline__ void mk_stuck(const mk_args &a, const rtv_mk_task &t,
+                                             const char *who)
+{
+    printf("rtvla mk: CTA %d %s stuck at task op %d layer %d tile %d split %d:", blockIdx.x, who,
+           t.op, t.layer, t.tile, t.split);
+    for (int w = 0; w < t.nwait; w++)
+        printf(" counter %u = %u of %u;", t.wait[w].ctr,
+               *(volatile unsigned *)(a.ctr + t.wait[w].ctr), t.wait[w].target);
+    printf("\n");
+    __trap();
+}
+/* a shared-memory barrier wait of the consumers, with the same watchdog */
+static __device__ __forceinline__ void mk_wait_bar(uint64_t *b, unsigned parity, const mk_args &a,
+                                                   const rtv_mk_task &t)
+{
+    const long long t0 = clock64();
+    while (!wg_try(b, parity))
+        if (clock64() - t0 > MK_WATCHDOG) mk_stuck(a, t, "consumer (shared-memory data)");
+}
 static __device__ __forceinline__ void mk_wait_ready(const mk_args &a, const rtv_mk_task &t)
 {
     const long long t0 = clock64();
     while (!mk_ready(a, t)) {
         __nanosleep(32);
-        if (clock64() - t0 > MK_WATCHDOG) __trap();
+        if (clock64() - t0 > MK_WATCHDOG) mk_stuck(a, t, "consumer");
     }
 }
 
@@ -227,7 +246,8 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
             idle = clock64();
         } else {
             __nanosleep(20);
-            if (clock64() - idle > MK_WATCHDOG) __trap();
+            if (clock64() - idle > MK_WATCHDOG) /* the task whose activations it waits for */
+                mk_stuck(a, at, aseq < wseq ? "producer (inputs)" : "producer (ring stage)");
         }
     }
 #undef MK_SKIP
@@ -281,7 +301,7 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
     for (int c = 0; c < nch; c++, (*seq)++) {
         const int s = (int)(*seq % MK_NST);
         unsigned char *st = ring + (size_t)s * MK_STAGE;
-        wg_wait(&full[s], (*seq / MK_NST) & 1);
+        mk_wait_bar(&full[s], (*seq / MK_NST) & 1, a, t);
         if (c == 0) mk_mark(a, tix, 1);
         const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
         wg_fence();
@@ -417,13 +437,13 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
     const int e1 = min(k1, r1 < a.limit_rows ? a.limit_keys : n_k);
     float o[MK_HB * 32];
     float m0 = -INFINITY, m1 = -INFINITY, l0 = 0.f, l1 = 0.f;
-    wg_wait(&abar[0], *quses & 1);
+    mk_wait_bar(&abar[0], *quses & 1, a, t);
     (*quses)++;
     mk_mark(a, tix, 1);
     for (int c = 0; c < nc; c++) {
         const int kb = k0 + c * MK_KB;
         float s[40];
-        wg_wait(&abar[1], *kuses & 1);
+        mk_wait_bar(&abar[1], *kuses & 1, a, t);
         wg_fence();
 #pragma unroll
         for (int b = 0; b < MK_HB; b++) {
@@ -442,7 +462,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         uint32_t pa[20];
         wg_softmax80<MK_HB * 32>(s, kb, q4, e0, e1, a.scale2, &m0, &m1, &l0, &l1, o,
                                  c > 0, pa);
-        wg_wait(&abar[2], *kuses & 1);
+        mk_wait_bar(&abar[2], *kuses & 1, a, t);
         (*kuses)++;
         wg_fence();
 #pragma unroll
