@@ -12,8 +12,8 @@
 # launches of the VL encode's slowest own kernels), ncumm (the same on its first cuBLAS
 # GEMMs), gm (gemm_mc.cu: op tests, configurations against cuBLASLt, VL encode with and
 # without; bench_matmul with gemm_mc's phase trace), prof (GPU time per op, gemm_mc off and on),
-# mk (the expert's layers as one persistent kernel: op tests, policy suites, action cycle on/off)
-# (default: tests model).
+# mk (the expert's layers as one persistent kernel: op tests, policy suites, action cycle on/off,
+# its trace), mkpi0 (the pi0 check with it) (default: tests model).
 set -u
 cd "$(dirname "$0")/.."
 C=$PWD/.devcarry
@@ -215,8 +215,10 @@ mk)
     # where a launch's time goes: per op, and each op's span in the first layers (the trace of
     # the last replay, printed when the stream is freed)
     RTV_MK=1 RTV_MK_TRACE=1 timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 20 2>&1 | grep -A12 "^expert kernel" | tee "$O/mk_trace.txt"
-    RTV_MK=1 RTV_TEST_PI0=only timeout 300 $C/bin/test_cuda_policy 2>&1 | tail -3
   fi ;;
+mkpi0)
+  # the pi0 check (all 18 layers, 10 steps, against the CPU: minutes of CPU time) with it on
+  RTV_MK=1 RTV_TEST_PI0=only timeout 500 $C/bin/test_cuda_policy 2>&1 | tee "$O/mkpi0.txt" | tail -5 ;;
 ncumm)
   # Nsight Compute on the VL encode's first cuBLAS GEMMs (the patch embedding, then SigLIP
   # layer 0's qkv, o, fc1, fc2): grid, cluster, registers, and whether L2 or DRAM or the
