@@ -173,7 +173,6 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
                    ws->gu, ws->ff, c->exp_width, c->exp_mlp, n, kv_row, NULL, NULL, kv_row, NULL,
                    /* row 0 is the state token: it sees the prefix and itself only */
                    row0 == 0 && n > 1 ? 1 : 0, f->n_prefix + 1, p->exp_norms_folded, 0, NULL};
-    /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
     /* all layers in one call where the backend takes it (kernels/backend.h expert_layers) */
     if (p->exp_norms_folded && b->expert_layers && c->llm_depth <= RTV_EXPERT_MAXL) {
         void *lq[RTV_EXPERT_MAXL];
@@ -193,6 +192,7 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
         if ((st = b->expert_layers(s, &e)) != RTV_E_UNSUPPORTED)
             return st;
     }
+    /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
     const int chain = p->exp_norms_folded && b->rms_mlp != NULL;
     rtv_qkv_next nq = {NULL, NULL, QKV, QKV, c->n_heads + c->n_kv_heads, c->head_dim, kv_row,
                        c->rope_theta, NULL, 0};
