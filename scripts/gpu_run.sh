@@ -188,6 +188,7 @@ gm)
   for sh in v.qkv v.o+res "v.fc1 gelu" v.fc2+res p.qkv p.o+res p.down+res; do
     RTV_GM_TRACE=1 timeout 40 $C/bin/bench_matmul 15 "$sh" 2>&1 | grep -v "^graph\|^shape\|does not fit"
   done | tee "$O/gm_mm.txt"
+  python3 scripts/gm_fit.py "$O/gm_mm.txt" 2>&1 | head -1 # the planner's model refitted
   RTV_GM=1 timeout 100 $C/bin/test_cuda_policy 2>&1 | tail -1 | sed 's/^/RTV_GM=1 /'
   for rep in 1 2; do for v in RTV_GM=0 RTV_GM=1; do
     echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(vision_tower|prefix_llm|vl_encode|action_cycle) |error|non-finite"

@@ -74,8 +74,9 @@ static inline double rtv_gm_try(int M, int N, int K, int bni, int cm, int cn, in
     if (nt > 65535 || mt > 2147483647L) return -1;
     const long ctas = mt * nt * sk, room = (long)fit[bni][ncl] * ncl;
     if (ctas > room || (sms > 0 && ctas > sms)) return -1;
-    /* The model, fitted (least squares on log time, rms 5.6%) to 76 configurations on pi0's
-     * 512-row shapes (H100, bench_matmul, 2026-12-08 00:47 UTC, c8efaa8; kernels/README):
+    /* The model, fitted (least squares on log time, rms 5.6%; scripts/gm_fit.py) to 76
+     * configurations on pi0's 512-row shapes (H100, bench_matmul, 2026-12-08 00:47 UTC,
+     * c8efaa8; kernels/README):
      * - a 64-wide K step takes 0.298 + 0.00102 bn us (the MMAs: shared-memory bound at narrow
      *   tiles), or longer where all CTAs together pull more from L2 per step than ~8.4 TB/s;
      *   2.4% more with multicast, whose L2 traffic is 1/cm of the weight tile and 1/cn of x;
