@@ -189,9 +189,11 @@ int rtv_gemma_expert(const rtv_policy *p, rtv_stream *s, rtv_act_ws *ws, const r
                                    c->head_dim, c->llm_depth, kv_row, io.limit_rows,
                                    io.limit_keys, c->rms_eps, c->rope_theta, io.x, lq, wq, wo,
                                    wg, wd};
-        if ((st = b->expert_layers(s, &e)) != RTV_E_UNSUPPORTED)
+        ws->expert_fused = (st = b->expert_layers(s, &e)) != RTV_E_UNSUPPORTED;
+        if (ws->expert_fused)
             return st;
     }
+    ws->expert_fused = 0;
     /* with rms_mlp, layer l's call also starts layer l + 1 (its qkv, row scale and RoPE) */
     const int chain = p->exp_norms_folded && b->rms_mlp != NULL;
     rtv_qkv_next nq = {NULL, NULL, QKV, QKV, c->n_heads + c->n_kv_heads, c->head_dim, kv_row,

@@ -297,6 +297,9 @@ int rtv_bench_model(int argc, char **argv)
     if (mem_total)
         printf("device memory in use: %.0f MiB of %.0f MiB (whole device, after the run)\n\n",
                mem_used / 1048576.0, mem_total / 1048576.0);
+    if (m->head == RTV_HEAD_FLOW && rtv_act_expert_fused(ac)) /* an opt-in path: say it ran */
+        printf("expert layers: one expert_layers call per Euler step (the backend's persistent "
+               "kernel)\n\n");
     printf("%-14s %10s %10s %10s %10s %10s\n", "component", "p50", "p95", "p99", "max", "mean");
     for (int c = 0; c < N_COMP; c++)
         printf("%-14s %10.3f %10.3f %10.3f %10.3f %10.3f\n", comp_name[c], rows[c].p50,

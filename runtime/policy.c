@@ -819,6 +819,7 @@ static int act_body(void *arg)
 }
 
 int rtv_act_graph_captures(const rtv_act_ctx *c) { return c->graphs.captures; }
+int rtv_act_expert_fused(const rtv_act_ctx *c) { return c->ws.expert_fused; }
 
 int rtv_policy_act_rt(rtv_act_ctx *c, const rtv_features *f, const float *state_raw,
                       const float *history, uint64_t seed, float *chunk)

@@ -151,6 +151,7 @@ typedef struct rtv_act_ws {
                         step */
     void *rgu;       /* (2 R) regression: [h0 ; ones] so that geglu gives gelu(h0) exactly */
     void *rh1, *rh2; /* (R) regression hidden */
+    int expert_fused; /* the last expert pass ran as one expert_layers call (backend.h) */
 } rtv_act_ws;
 
 /* Introspection for tests: the VL workspace (after encode, vn holds the vision tower's
@@ -160,6 +161,8 @@ const float *rtv_act_ctx_normalized(const rtv_act_ctx *c);
 /* Graphs captured so far by a context (0 on backends without graphs or with RTV_GRAPHS=0). */
 int rtv_vl_graph_captures(const rtv_vl_ctx *c);
 int rtv_act_graph_captures(const rtv_act_ctx *c);
+/* Whether the context's last expert pass ran as one expert_layers call (1) or op by op (0). */
+int rtv_act_expert_fused(const rtv_act_ctx *c);
 
 /* ---- model parts (each returns RTV_OK or the first failing op's status) ---- */
 
