@@ -1,9 +1,9 @@
 /* tests/model/test_policy.c — the policy end to end on pi0-tiny, from generated checkpoint
  * directories (f32 and bf16) and from seeded weights: identical values across the three,
  * determinism, sensitivity to image / task / state / seed, both heads, 1 and 3 views, prompt
- * length 0 and > 0, truncation, sensor history, and load errors (missing tensor, wrong shape,
+ * length 0 and > 0, truncation, sensor history, load errors (missing tensor, wrong shape,
  * a flow-only file asked for the regression head, config.json mismatch, "model." names and
- * the tied lm_head embedding).
+ * the tied lm_head embedding), and the expert_layers op's contract with the model.
  */
 #include <math.h>
 #include <pthread.h>
@@ -115,6 +115,109 @@ static int finite_all(const float *a, int n)
         if (!isfinite(a[i]))
             return 0;
     return 1;
+}
+
+/* expert_layers (kernels/backend.h), the contract the CUDA backend's persistent kernel relies
+ * on: a CPU backend whose expert_layers runs the call's layers op by op from the call's fields
+ * alone (as the op's comment defines them), declines, or fails, depending on xl_mode; it records
+ * what each call asked for. Taken, the chunk must equal the model's own layer loop bit for bit;
+ * declined, the model must run its loop; failed, the error must reach the caller. */
+enum { XL_TAKE, XL_DECLINE, XL_FAIL };
+static int xl_mode, xl_calls, xl_rows[64], xl_kv_row[64], xl_limit[64][2];
+
+static int xl_expert_layers(rtv_stream *s, const rtv_expert_step *e)
+{
+    const int n = xl_calls++;
+    if (n < 64) {
+        xl_rows[n] = e->rows;
+        xl_kv_row[n] = e->kv_row;
+        xl_limit[n][0] = e->limit_rows;
+        xl_limit[n][1] = e->limit_keys;
+    }
+    if (xl_mode == XL_DECLINE)
+        return RTV_E_UNSUPPORTED;
+    if (xl_mode == XL_FAIL)
+        return rtv_fail(RTV_E_DEVICE, "test expert_layers: failing on purpose");
+    const int hd = e->head_dim, Q = e->heads * hd, KV = e->kv_heads * hd, QKV = Q + 2 * KV;
+    const int rows = e->rows, W = e->dim, F = e->mlp;
+    float *att = malloc(sizeof(float) * rows * Q), *gu = malloc(sizeof(float) * rows * 2 * F);
+    float *ff = malloc(sizeof(float) * rows * F);
+    int st = 0;
+    for (int l = 0; l < e->layers && !st; l++) {
+        float *lq = e->lq[l], *y = lq + (size_t)e->kv_row * QKV;
+        st = B->matmul(s, y, QKV, e->x, W, e->w_qkv[l], NULL, rows, QKV, W, 0);
+        st = st ? st : B->rms_rope(s, y, QKV, QKV, e->x, W, e->eps, rows,
+                                   e->heads + e->kv_heads, hd, e->kv_row, e->theta);
+        st = st ? st : B->attention(s, att, Q, y, QKV, lq + Q, lq + Q + KV, QKV,
+                                    e->kv_row + rows, NULL, NULL, 0, 0, rows, e->heads,
+                                    e->kv_heads, hd, (float)(1.0 / sqrt((double)hd)),
+                                    e->limit_rows, e->limit_keys);
+        st = st ? st : B->matmul(s, e->x, W, att, Q, e->w_o[l], NULL, rows, W, Q, RTV_MM_ACCUM);
+        st = st ? st : B->matmul(s, gu, 2 * F, e->x, W, e->w_gu[l], NULL, rows, 2 * F, W, 0);
+        st = st ? st : B->rms_geglu(s, ff, gu, e->x, W, e->eps, rows, F);
+        st = st ? st : B->matmul(s, e->x, W, ff, F, e->w_down[l], NULL, rows, W, F,
+                                 RTV_MM_ACCUM);
+    }
+    free(att);
+    free(gu);
+    free(ff);
+    return st;
+}
+
+/* One flow cycle on a policy loaded on backend b (seeded weights 7): its chunk, status and
+ * whether the expert ran as one call. */
+static run_out run_xl(const rtv_backend *b, const rtv_model_cfg *c, const rtv_frame *views,
+                      const char *task, const float *state, int *fused)
+{
+    run_out r = {{0}, 0, 0, 0};
+    rtv_policy *p = NULL;
+    rtv_vl_ctx *vl = NULL;
+    rtv_act_ctx *ac = NULL;
+    rtv_features *f = NULL;
+    if ((r.st = rtv_policy_random(&p, c, b, 7)) || (r.st = rtv_vl_ctx_new(p, &vl)) ||
+        (r.st = rtv_act_ctx_new(p, &ac)) || (r.st = rtv_features_new(p, &f)) ||
+        (r.st = rtv_vl_set_task(vl, task)) < 0 || (r.st = rtv_policy_encode(vl, views, 1, f)))
+        goto out;
+    r.n_prefix = f->n_prefix;
+    r.st = rtv_policy_act_rt(ac, f, state, NULL, 1, r.chunk);
+    *fused = rtv_act_expert_fused(ac);
+out:
+    rtv_features_free(p, f);
+    rtv_act_ctx_free(ac);
+    rtv_vl_ctx_free(vl);
+    rtv_policy_free(p);
+    return r;
+}
+
+static void check_expert_layers(const rtv_model_cfg *c, const rtv_frame *views, const char *task,
+                                const float *state)
+{
+    rtv_backend xb = *B;
+    xb.expert_layers = xl_expert_layers;
+    int fused = -1;
+    run_out ref = run_xl(B, c, views, task, state, &fused);
+    CHECK(ref.st == 0 && fused == 0);
+    xl_mode = XL_TAKE;
+    xl_calls = 0;
+    run_out got = run_xl(&xb, c, views, task, state, &fused);
+    CHECK_MSG(got.st == 0 && fused == 1, "st %d fused %d", got.st, fused);
+    CHECK_MSG(maxdiff(got.chunk, ref.chunk, H * DOF) == 0.0f, "expert_layers taken: %g",
+              maxdiff(got.chunk, ref.chunk, H * DOF));
+    /* one call per Euler step: step 0 with the state token (row 0 sees the prefix and itself),
+     * then the action rows after it */
+    CHECK_MSG(xl_calls == c->steps, "%d calls for %d steps", xl_calls, c->steps);
+    CHECK(xl_rows[0] == 1 + c->chunk && xl_kv_row[0] == ref.n_prefix &&
+          xl_limit[0][0] == 1 && xl_limit[0][1] == ref.n_prefix + 1);
+    CHECK(xl_rows[1] == c->chunk && xl_kv_row[1] == ref.n_prefix + 1 && xl_limit[1][0] == 0);
+    xl_mode = XL_DECLINE;
+    xl_calls = 0;
+    got = run_xl(&xb, c, views, task, state, &fused);
+    CHECK(got.st == 0 && fused == 0 && xl_calls == c->steps);
+    CHECK_MSG(maxdiff(got.chunk, ref.chunk, H * DOF) == 0.0f, "expert_layers declined: %g",
+              maxdiff(got.chunk, ref.chunk, H * DOF));
+    xl_mode = XL_FAIL;
+    got = run_xl(&xb, c, views, task, state, &fused);
+    CHECK(got.st == RTV_E_DEVICE && strstr(rtv_last_error(), "failing on purpose"));
 }
 
 static rtv_model_cfg tiny(rtv_head head, int views)
@@ -470,6 +573,7 @@ int main(int argc, char **argv)
         c7.robot_dof = 7;
         CHECK(load_err(&c7, d32, "6 action dims, the robot has 7", NULL));
     }
+    check_expert_layers(&cf1, v3, task, s0);
     rtv_policy_free(pf);
     for (int i = 0; i < 3; i++)
         free(im[i].px);
