@@ -74,7 +74,9 @@ struct mk_args {
     CUtensorMap tx, tatt, tff;   /* activations: boxes of 64 x 64 rows */
     bf16 *x, *att, *ff;
     bf16 *lq[MK_MAXL];
-    float *part, *arec;          /* split partials [16][64][W]; records [nh][splits][64][RECF] */
+    float *part;                 /* split partials [W / 64][16][64][64]: a tile's splits, each
+                                  * 64 rows x 64 columns, contiguous (one bulk copy per split) */
+    float *arec;                 /* attention records [nh][splits][64][RECF] */
     unsigned *ctr;
     unsigned long long *trace;   /* RTV_MK_TRACE=1: per task MK_MARKS %globaltimer values */
     const rtv_mk_task *task;
@@ -123,6 +125,11 @@ static __device__ __forceinline__ int mk_ready(const mk_args &a, const rtv_mk_ta
     return 1;
 }
 static __device__ __forceinline__ int mk_is_gemm(int op) { return op != RTV_MK_ATT; }
+/* split p's partial of O / DOWN task t's tile: 64 rows x 64 floats, contiguous */
+static __device__ __forceinline__ float *mk_part(const mk_args &a, const rtv_mk_task &t, int p)
+{
+    return a.part + ((size_t)(t.col0 / 64) * RTV_MK_MAXSPLIT + p) * 64 * 64;
+}
 /* A wait that cannot end (a plan or counter bug) fails the launch after ~2^32 cycles (~2 s)
  * instead of hanging the stream, first printing what it waited for. */
 #define MK_WATCHDOG (1ll << 32)
@@ -285,11 +292,61 @@ static __device__ __forceinline__ void mk_reduced(const mk_args &a, const rtv_mk
     mk_mark(a, tix, 3);
 }
 
+/* The last split of an O or DOWN tile: x's tile += the splits' partials, summed in split
+ * order. The partials come into shared memory by one bulk copy per split (the copy engine,
+ * not a chain of per-thread L2 round trips), and each thread loads its items' residuals
+ * before summing. Not inlined: its own registers. */
+static __device__ __noinline__ void mk_sum_splits(const mk_args &a, const rtv_mk_task &t,
+                                                  float *stg, uint64_t *rbar, unsigned *ruses)
+{
+    const int tid = threadIdx.x;
+    const int S = t.nsplit, items = a.n * 16;
+    const unsigned bytes = (unsigned)a.n * 256; /* one split's rows (64 floats each) */
+    float *sp = stg; /* [S][n][64] (the region: the tile is no longer staged; entry_build
+                      * keeps S n 256 bytes within it) */
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory"); /* the tile's reads */
+    mk_sync_consumers();
+    if (tid == 0) {
+        mk_proxy_global(); /* the partials: other CTAs' generic stores */
+        wg_expect(rbar, S * bytes);
+        for (int p = 0; p < S; p++)
+            wg_bulk(sp + (size_t)p * a.n * 64, mk_part(a, t, p), bytes, rbar);
+    }
+    uint2 res[8]; /* items tid, tid + 128, ... (at most 64 rows x 16 / 128) */
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int it = tid + 128 * k;
+        if (it < items)
+            res[k] = __ldcg((const uint2 *)(a.x + (size_t)(it >> 4) * a.W + t.col0 +
+                                            4 * (it & 15)));
+    }
+    mk_wait_bar(rbar, *ruses & 1, a, t);
+    (*ruses)++;
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+        const int it = tid + 128 * k;
+        if (it >= items) continue;
+        const int row = it >> 4, c4 = 4 * (it & 15);
+        float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
+        for (int p = 0; p < S; p++) { /* shared memory: short latency, in split order */
+            const float4 v = *(const float4 *)(sp + ((size_t)p * a.n + row) * 64 + c4);
+            s.x += v.x;
+            s.y += v.y;
+            s.z += v.z;
+            s.w += v.w;
+        }
+        const float2 o0 = __bfloat1622float2(*(const __nv_bfloat162 *)&res[k].x);
+        const float2 o1 = __bfloat1622float2(*(const __nv_bfloat162 *)&res[k].y);
+        rtv_put_bf16x4(a.x + (size_t)row * a.W + t.col0 + c4, o0.x + s.x, o0.y + s.y,
+                       o1.x + s.z, o1.y + s.w);
+    }
+}
+
 /* One GEMM task on the consumers: its chunks from the ring (seq: the CTA's chunk count so
  * far), then its epilogue. */
 static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned char *ring,
                                uint64_t *full, uint64_t *empty, unsigned *seq, float *stg,
-                               int *flag, int tix)
+                               uint64_t *rbar, unsigned *ruses, int *flag, int tix)
 {
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nch = (int)t.nk / 64, scale = t.op == RTV_MK_QKV || t.op == RTV_MK_GU;
@@ -358,7 +415,7 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
                            rtv_gelu_tanh(g[1]) * u[1], rtv_gelu_tanh(g[2]) * u[2],
                            rtv_gelu_tanh(g[3]) * u[3]);
         } else if (t.nsplit > 1) { /* O, DOWN: the split's partial */
-            float *pr = a.part + ((size_t)t.split * 64 + row) * a.W + t.col0;
+            float *pr = mk_part(a, t, t.split) + row * 64;
             *(float4 *)(pr + c4) = v0;
             *(float4 *)(pr + 32 + c4) = v1;
         } else { /* O, DOWN without splits: x += tile */
@@ -373,33 +430,127 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
         }
     }
     if (!mk_done(a, t, flag, tix)) return;
-    /* the last split: x's tile += the splits' partials, summed in split order */
-    for (int it = tid; it < a.n * 16; it += 128) {
-        const int row = it >> 4, c4 = 4 * (it & 15);
-        float4 s = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int p = 0; p < t.nsplit; p++) {
-            const float4 v = __ldcg((const float4 *)(a.part + ((size_t)p * 64 + row) * a.W +
-                                                     t.col0 + c4));
-            s.x += v.x;
-            s.y += v.y;
-            s.z += v.z;
-            s.w += v.w;
-        }
-        bf16 *xp = a.x + (size_t)row * a.W + t.col0 + c4;
-        const uint2 o = __ldcg((const uint2 *)xp);
-        const float2 o0 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.x);
-        const float2 o1 = __bfloat1622float2(*(const __nv_bfloat162 *)&o.y);
-        rtv_put_bf16x4(xp, o0.x + s.x, o0.y + s.y, o1.x + s.z, o1.y + s.w);
-    }
+    mk_sum_splits(a, t, stg, rbar, ruses);
     mk_reduced(a, t, tix);
+}
+
+/* The combine's sums: items (row, 4 columns) of att's head columns, U items per thread at a
+ * time with the S (<= SMAX) splits' records of all of them loaded before any sum (records:
+ * [split][rstride rows][RECF] at src, in shared memory when smem) */
+template <int SMAX, int U> /* not inlined: its own registers, after the attention's are dead */
+static __device__ __noinline__ void mk_combine(const mk_args &a, int S, const float *src,
+                                                  int rstride, const float *wgt, bf16 *out,
+                                                  int ldo, bool smem)
+{
+    constexpr int CPR = MK_HD / 4; /* float4 columns per row */
+    const int items = a.n * CPR;
+    for (int i0 = threadIdx.x; i0 < items; i0 += 128 * U) {
+        float4 u[U][SMAX];
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            const int it = i0 + 128 * k;
+            if (it >= items) break;
+            const int row = it / CPR, c4 = 4 * (it % CPR);
+#pragma unroll
+            for (int p = 0; p < SMAX; p++)
+                if (p < S) {
+                    const float4 *q = (const float4 *)(src + ((size_t)p * rstride + row) *
+                                                                 MK_RECF + c4);
+                    u[k][p] = smem ? *q : __ldcg(q);
+                }
+        }
+#pragma unroll
+        for (int k = 0; k < U; k++) {
+            const int it = i0 + 128 * k;
+            if (it >= items) break;
+            const int row = it / CPR, c4 = 4 * (it % CPR);
+            float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+#pragma unroll
+            for (int p = 0; p < SMAX; p++)
+                if (p < S) {
+                    const float w = wgt[row * 16 + p];
+                    v.x += w * u[k][p].x;
+                    v.y += w * u[k][p].y;
+                    v.z += w * u[k][p].z;
+                    v.w += w * u[k][p].w;
+                }
+            rtv_put_bf16x4(out + (size_t)row * ldo + c4, v.x, v.y, v.z, v.w);
+        }
+    }
+}
+
+/* The last split of a head's attention combines the splits' records into att: each row's
+ * split weights exp2(max_p - M) / L, then the rows' sums in split order. Where the records fit
+ * the region they come in by one bulk copy per split; otherwise each thread loads several
+ * items' records of every split at once (mk_combine). Not inlined: its own registers. */
+static __device__ __noinline__ void mk_att_combine(const mk_args &a, const rtv_mk_task &t,
+                                                   unsigned char *reg, uint64_t *rbar,
+                                                   unsigned *ruses)
+{
+    const int tid = threadIdx.x, h = t.tile, S = t.nsplit, Q = a.nh * MK_HD;
+    float *wgt = (float *)reg; /* [64][16] */
+    float *rs = wgt + 64 * 16; /* bulk: [S][n][RECF] */
+    const unsigned rbytes = (unsigned)a.n * MK_RECF * 4;
+    const bool bulk = 64 * 16 * 4 + (size_t)S * rbytes <= MK_ATT;
+    if (bulk) {
+        asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+        mk_sync_consumers();
+        if (tid == 0) {
+            mk_proxy_global();
+            wg_expect(rbar, S * rbytes);
+            for (int p = 0; p < S; p++)
+                wg_bulk(rs + (size_t)p * a.n * MK_RECF,
+                        a.arec + (size_t)(h * S + p) * 64 * MK_RECF, rbytes, rbar);
+        }
+        mk_wait_bar(rbar, *ruses & 1, a, t);
+        (*ruses)++;
+    }
+    if (tid < a.n) {
+        float mm[RTV_MK_MAXSPLIT], ll[RTV_MK_MAXSPLIT];
+#pragma unroll
+        for (int p = 0; p < RTV_MK_MAXSPLIT; p++)
+            if (p < S) {
+                const float *r = bulk ? rs + ((size_t)p * a.n + tid) * MK_RECF + MK_HD
+                                      : a.arec + ((size_t)(h * S + p) * 64 + tid) * MK_RECF + MK_HD;
+                mm[p] = bulk ? r[0] : __ldcg(r);
+                ll[p] = bulk ? r[1] : __ldcg(r + 1);
+            }
+        float M = -INFINITY, L = 0.f;
+#pragma unroll
+        for (int p = 0; p < RTV_MK_MAXSPLIT; p++)
+            if (p < S) M = fmaxf(M, mm[p]);
+#pragma unroll
+        for (int p = 0; p < RTV_MK_MAXSPLIT; p++)
+            if (p < S) {
+                mm[p] = mm[p] == -INFINITY ? 0.f : exp2f(mm[p] - M);
+                L += mm[p] * ll[p];
+            }
+        const float inv = L > 0.f ? 1.f / L : 0.f;
+#pragma unroll
+        for (int p = 0; p < RTV_MK_MAXSPLIT; p++)
+            if (p < S) wgt[tid * 16 + p] = mm[p] * inv;
+    }
+    mk_sync_consumers();
+    const float *src = bulk ? rs : a.arec + (size_t)h * S * 64 * MK_RECF;
+    const int rstride = bulk ? a.n : 64; /* rows per split block */
+    bf16 *out = a.att + h * MK_HD;
+    if (bulk || S > 8)
+        mk_combine<RTV_MK_MAXSPLIT, 1>(a, S, src, rstride, wgt, out, Q, bulk);
+    else if (S > 4)
+        mk_combine<8, 2>(a, S, src, rstride, wgt, out, Q, bulk);
+    else if (S > 2)
+        mk_combine<4, 4>(a, S, src, rstride, wgt, out, Q, bulk);
+    else
+        mk_combine<2, 8>(a, S, src, rstride, wgt, out, Q, bulk);
 }
 
 /* One attention task (head tile, keys [k0, k0 + nk)) on the consumers. abar: Q, K, V
  * barriers; uses: this CTA's Q loads so far, chunk loads so far (phases). */
 static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsigned char *reg,
-                                    uint64_t *abar, unsigned *quses, unsigned *kuses, int *flag,
-                                    int tix)
+                                    uint64_t *abar, unsigned *quses, unsigned *kuses,
+                                    unsigned *ruses, int *flag, int tix)
 {
+    uint64_t *rbar = &abar[3]; /* the combine's bulk copies */
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, q4 = lane & 3;
     const int h = t.tile, l = t.layer, kvh = h / (a.nh / a.nkv);
     const int kcol = (a.nh + kvh) * MK_HD, vcol = (a.nh + a.nkv + kvh) * MK_HD;
@@ -516,37 +667,7 @@ static __device__ void mk_attention(const mk_args &a, const rtv_mk_task &t, unsi
         *(float2 *)(rec + (size_t)r1 * MK_RECF + MK_HD) = make_float2(m1, l1);
     }
     if (!mk_done(a, t, flag, tix)) return;
-    /* the last split combines: each row's split weights exp2(max_p - M) / L, then the rows'
-     * sums in split order */
-    float *wgt = (float *)reg; /* [64][16] */
-    if (tid < a.n) {
-        const float *r = a.arec + ((size_t)h * S * 64 + tid) * MK_RECF + MK_HD;
-        float M = -INFINITY, L = 0.f;
-        for (int p = 0; p < S; p++) M = fmaxf(M, __ldcg(r + (size_t)p * 64 * MK_RECF));
-        for (int p = 0; p < S; p++) {
-            const float mp = __ldcg(r + (size_t)p * 64 * MK_RECF);
-            const float w = mp == -INFINITY ? 0.f : exp2f(mp - M);
-            wgt[tid * 16 + p] = w;
-            L += w * __ldcg(r + (size_t)p * 64 * MK_RECF + 1);
-        }
-        const float inv = L > 0.f ? 1.f / L : 0.f;
-        for (int p = 0; p < S; p++) wgt[tid * 16 + p] *= inv;
-    }
-    mk_sync_consumers();
-    for (int it = tid; it < a.n * (MK_HD / 4); it += 128) {
-        const int row = it / (MK_HD / 4), c4 = 4 * (it % (MK_HD / 4));
-        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
-        for (int p = 0; p < S; p++) {
-            const float4 u = __ldcg((const float4 *)(a.arec + ((size_t)(h * S + p) * 64 + row) *
-                                                                 MK_RECF + c4));
-            const float w = wgt[row * 16 + p];
-            v.x += w * u.x;
-            v.y += w * u.y;
-            v.z += w * u.z;
-            v.w += w * u.w;
-        }
-        rtv_put_bf16x4(a.att + (size_t)row * Q + h * MK_HD + c4, v.x, v.y, v.z, v.w);
-    }
+    mk_att_combine(a, t, reg, rbar, ruses);
     mk_reduced(a, t, tix);
 }
 #endif
@@ -557,7 +678,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
     extern __shared__ __align__(1024) unsigned char mk_raw[];
     unsigned char *ring = mk_raw + ((1024 - (wg_saddr(mk_raw) & 1023)) & 1023);
     unsigned char *reg = ring + (size_t)MK_NST * MK_STAGE; /* the ATT region / staged tile */
-    __shared__ __align__(8) uint64_t full[MK_NST], empty[MK_NST], abar[3];
+    __shared__ __align__(8) uint64_t full[MK_NST], empty[MK_NST], abar[4]; /* Q, K, V, sums */
     __shared__ int flag;
     const int tid = threadIdx.x;
     const int first = a.cta_first[blockIdx.x], last = a.cta_first[blockIdx.x + 1];
@@ -566,7 +687,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
             wg_bar_init(&full[i], 1);
             wg_bar_init(&empty[i], 4); /* one arrival per consumer warp */
         }
-        for (int i = 0; i < 3; i++) wg_bar_init(&abar[i], 1);
+        for (int i = 0; i < 4; i++) wg_bar_init(&abar[i], 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
@@ -574,15 +695,15 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
         if (tid == 128) mk_produce(a, first, last, ring, full, empty);
         return;
     }
-    unsigned seq = 0, quses = 0, kuses = 0;
+    unsigned seq = 0, quses = 0, kuses = 0, ruses = 0;
     for (int i = first; i < last; i++) {
         const int tix = a.cta_task[i];
         const rtv_mk_task t = a.task[tix];
         mk_mark(a, tix, 0);
         if (t.op == RTV_MK_ATT)
-            mk_attention(a, t, reg, abar, &quses, &kuses, &flag, tix);
+            mk_attention(a, t, reg, abar, &quses, &kuses, &ruses, &flag, tix);
         else
-            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &flag, tix);
+            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &abar[3], &ruses, &flag, tix);
     }
 #else
     (void)a; /* not an sm_90a build: never launched (mk_ok is 0) */
@@ -615,6 +736,7 @@ struct mk_cache {
     int trace_cap;                /* tasks it holds */
     const mk_entry *last;         /* the entry launched last (its plan reads the trace) */
     int last_ops;                 /* rtv_cuda_mk_tune: ops of the last layer (0: all) */
+    int akeys;                    /* RTV_MK_AKEYS: 80-key chunks per attention split (>= 1) */
 };
 
 static void entry_free(mk_entry *e) /* also a partly built one (fields zero or owned) */
@@ -726,6 +848,12 @@ int rtv_cuda_mk_init(rtv_stream *s)
     mk_cache *c = (mk_cache *)calloc(1, sizeof(mk_cache));
     if (!c) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
     c->trace_on = rtv_cuda_env_switch("RTV_MK_TRACE", 0);
+    /* RTV_MK_AKEYS=k: attention splits of k 80-key chunks (fewer splits, less to combine,
+     * longer loops; default 1, or more where the keys need over 16 splits) */
+    const char *ak = getenv("RTV_MK_AKEYS");
+    c->akeys = ak && ak[0] >= '1' && ak[0] <= '8' && !ak[1] ? ak[0] - '0' : 1;
+    if (ak && c->akeys != ak[0] - '0')
+        fprintf(stderr, "rtvla: RTV_MK_AKEYS=%s: expected 1..8, using 1\n", ak);
     s->mk_cache = c;
     s->mk_ok = 1;
     return RTV_OK;
@@ -780,15 +908,29 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
      * rows past the buffer, read as zeros), never rows another task may be writing, whose
      * stale bits could be NaN (0 x NaN in P.V) */
     const int chunks = (keys + MK_KB - 1) / MK_KB;
-    const int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
+    int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
+    if (per < c->akeys) per = c->akeys; /* RTV_MK_AKEYS: chunks per split */
     rtv_mk_shape sh = { 32, 0, 64, 0, 32, 64, 0, 0, per * MK_KB };
     char err[256];
-    if (rtv_mk_plan_build(&e->plan, &d, &sh, err, sizeof(err)))
-        return rtv_fail(RTV_E_ARG, "expert kernel: %s", err);
-    const rtv_mk_plan *p = &e->plan;
-    if ((Q / p->sh.o_splits) % 64 || (x->mlp / p->sh.d_splits) % 64) {
+    /* the planner's K splits for O and DOWN, fewer where a tile's partials (splits x rows x
+     * 64 floats) would not fit the region its reduction gathers them in (mk_sum_splits) */
+    for (int pass = 0; pass < 2; pass++) {
+        if (rtv_mk_plan_build(&e->plan, &d, &sh, err, sizeof(err)))
+            return rtv_fail(RTV_E_ARG, "expert kernel: %s", err);
+        int os = e->plan.sh.o_splits, ds = e->plan.sh.d_splits;
+        while (os > 1 && (size_t)os * x->rows * 256 > MK_ATT) os /= 2;
+        while (ds > 1 && (size_t)ds * x->rows * 256 > MK_ATT) ds /= 2;
+        if (os == e->plan.sh.o_splits && ds == e->plan.sh.d_splits) break;
+        sh.o_splits = os;
+        sh.d_splits = ds;
         rtv_mk_plan_free(&e->plan);
-        return RTV_E_UNSUPPORTED; /* K ranges must be whole 64-wide chunks */
+    }
+    const rtv_mk_plan *p = &e->plan;
+    if (!p->task || (Q / p->sh.o_splits) % 64 || (x->mlp / p->sh.d_splits) % 64 ||
+        (size_t)p->sh.o_splits * x->rows * 256 > MK_ATT ||
+        (size_t)p->sh.d_splits * x->rows * 256 > MK_ATT) {
+        rtv_mk_plan_free(&e->plan);
+        return RTV_E_UNSUPPORTED; /* K ranges of whole 64-wide chunks, partials that fit */
     }
     const size_t tb = (size_t)p->ntask * sizeof(rtv_mk_task);
     const size_t fb = (size_t)(ctas + 1) * sizeof(int), lb = (size_t)p->ntask * sizeof(int);
@@ -798,7 +940,8 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     CU_TRY(cudaMemcpy(dev, p->task, tb, cudaMemcpyHostToDevice));
     CU_TRY(cudaMemcpy(dev + tb, p->cta_first, fb, cudaMemcpyHostToDevice));
     CU_TRY(cudaMemcpy(dev + tb + fb, p->cta_task, lb, cudaMemcpyHostToDevice));
-    CU_TRY(cudaMalloc((void **)&e->part, (size_t)RTV_MK_MAXSPLIT * 64 * x->dim * sizeof(float)));
+    CU_TRY(cudaMalloc((void **)&e->part,
+                      (size_t)(x->dim / 64) * RTV_MK_MAXSPLIT * 64 * 64 * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&e->arec,
                       (size_t)x->heads * p->sh.a_splits * 64 * MK_RECF * sizeof(float)));
     CU_TRY(cudaMalloc((void **)&e->ctr, (size_t)p->nctr * sizeof(unsigned)));

@@ -61,6 +61,16 @@ static __device__ __forceinline__ void wg_tma(void *dst, const CUtensorMap *m, i
                  "l"((uint64_t)m), "r"(c0), "r"(c1), "r"(wg_saddr(b))
                  : "memory");
 }
+/* bytes (a multiple of 16, both ends 16-byte aligned) from global src to shared dst by the
+ * copy engine, completing on barrier b */
+static __device__ __forceinline__ void wg_bulk(void *dst, const void *src, unsigned bytes,
+                                               uint64_t *b)
+{
+    asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1], %2, [%3];" ::"r"(wg_saddr(dst)), "l"((uint64_t)src), "r"(bytes),
+                 "r"(wg_saddr(b))
+                 : "memory");
+}
 /* wgmma shared-memory descriptor: K-major, 128-byte swizzle, 8-row groups 1024 bytes apart */
 static __device__ __forceinline__ uint64_t wg_desc(const void *p)
 {
