@@ -83,6 +83,7 @@ struct mk_args {
     const int *cta_first, *cta_task;
     int n, W, F, nh, nkv, kv_row, limit_rows, limit_keys, qkv, a_splits;
     float eps, log2_theta, scale2;
+    unsigned ctr_fam[8], ctr_per_layer; /* rtv_mk_ctrs: names a stuck wait's counter */
 };
 
 #ifdef WG_KERNEL
@@ -136,11 +137,19 @@ static __device__ __forceinline__ float *mk_part(const mk_args &a, const rtv_mk_
 static __device__ __noinline__ void mk_stuck(const mk_args &a, const rtv_mk_task &t,
                                              const char *who)
 {
+    /* the counter families of rtv_mk_ctrs, in its order */
+    const char *const fam[8] = { "qkv head", "attention group", "attention arrivals", "o done",
+                                 "o tile arrivals", "gate_up group", "down done",
+                                 "down tile arrivals" };
     printf("rtvla mk: CTA %d %s stuck at task op %d layer %d tile %d split %d:", blockIdx.x, who,
            t.op, t.layer, t.tile, t.split);
-    for (int w = 0; w < t.nwait; w++)
-        printf(" counter %u = %u of %u;", t.wait[w].ctr,
-               *(volatile unsigned *)(a.ctr + t.wait[w].ctr), t.wait[w].target);
+    for (int w = 0; w < t.nwait; w++) {
+        const unsigned c = t.wait[w].ctr, l = c / a.ctr_per_layer, i = c % a.ctr_per_layer;
+        int f = 0;
+        while (f < 7 && i >= a.ctr_fam[f + 1]) f++;
+        printf(" counter %u (layer %u %s %u) = %u of %u;", c, l, fam[f], i - a.ctr_fam[f],
+               *(volatile unsigned *)(a.ctr + c), t.wait[w].target);
+    }
     printf("\n");
     __trap();
 }
@@ -992,6 +1001,11 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     a->limit_keys = x->limit_keys;
     a->qkv = QKV;
     a->a_splits = p->sh.a_splits;
+    rtv_mk_ctrs cl;
+    rtv_mk_ctr_layout(&p->d, &p->sh, &cl);
+    const unsigned fam[8] = { cl.qh, cl.ag, cl.aa, cl.od, cl.oa, cl.gg, cl.dd, cl.da };
+    memcpy(a->ctr_fam, fam, sizeof(fam));
+    a->ctr_per_layer = cl.per_layer;
     a->eps = x->eps;
     a->log2_theta = log2f(x->theta);
     a->scale2 = (float)(1.4426950408889634 / sqrt((double)x->head_dim));
