@@ -1016,14 +1016,15 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
 
 extern "C" int rtv_cuda_mk_usable(rtv_stream *s) { return s->mk_use && s->mk_ok; }
 
-extern "C" int rtv_cuda_mk_tune(rtv_stream *s, int last_ops)
+extern "C" int rtv_cuda_mk_tune(rtv_stream *s, int last_ops, int akeys)
 {
     mk_cache *c = (mk_cache *)s->mk_cache;
-    if (!c || last_ops < 0 || last_ops > RTV_MK_NOPS) return 0;
+    if (!c || last_ops < 0 || last_ops > RTV_MK_NOPS || akeys < 0 || akeys > 8) return 0;
     if (cudaStreamSynchronize(s->s) != cudaSuccess) return 0;
     for (int i = 0; i < MK_CACHE; i++) entry_free(&c->e[i]); /* plans for the new setting */
     c->last = NULL;
     c->last_ops = last_ops;
+    if (akeys) c->akeys = akeys;
     return 1;
 }
 

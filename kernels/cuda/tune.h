@@ -58,9 +58,10 @@ int rtv_cuda_gm_trace(struct rtv_stream *s, long long *out, int max_ctas);
  * creation, an sm_90a image and the tensor-map encoder. */
 int rtv_cuda_mk_usable(struct rtv_stream *s);
 /* The kernel runs only the first last_ops ops (1 qkv .. 5 down; 0: all, the default) of the
- * last layer of each call, to check it part by part. Drops its cached plans (synchronizes).
- * Returns 0 where the kernel is not usable or last_ops is out of range. */
-int rtv_cuda_mk_tune(struct rtv_stream *s, int last_ops);
+ * last layer of each call, to check it part by part, and (akeys > 0) attention splits of
+ * akeys 80-key chunks (RTV_MK_AKEYS; 0 keeps the setting). Drops its cached plans
+ * (synchronizes). Returns 0 where the kernel is not usable or an argument is out of range. */
+int rtv_cuda_mk_tune(struct rtv_stream *s, int last_ops, int akeys);
 
 #ifdef __cplusplus
 }

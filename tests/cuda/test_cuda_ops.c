@@ -314,7 +314,7 @@ static void t_rms_mlp(int rows, int dim, int ff, int qd, int qcols, int rheads, 
  * the qkv tasks alone, 3 the attention and o-proj through x. Where the kernel cannot run (not
  * sm_90a) the op declines and the case is reported. */
 static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int layers,
-                            int kv_row, int lim_r, int lim_k, int last_ops)
+                            int kv_row, int lim_r, int lim_k, int last_ops, int akeys)
 {
     const int hd = 256, Q = heads * hd, QKV = (heads + 2 * kvh) * hd, keys = kv_row + rows;
     char what[160];
@@ -351,7 +351,7 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
     const float scale = 1.0f / sqrtf((float)hd);
     const rtv_expert_step e = { rows, dim, ff, heads, kvh, hd, layers, kv_row, lim_r, lim_k,
                                 1e-6f, 1e4f, X.g, lq, wq, wo, wg, wd };
-    CHECK(rtv_cuda_mk_tune(gs, last_ops));
+    CHECK(rtv_cuda_mk_tune(gs, last_ops, akeys));
     for (int rep = 0; rep < 2; rep++) {
         for (int l = 0; l < layers; l++) {
             const int nops = l == layers - 1 && last_ops ? last_ops : 5;
@@ -377,10 +377,10 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
                   st == RTV_E_UNSUPPORTED ? "(declined)" : rtv_last_error());
         CHECK(G->sync(gs) == 0);
     }
-    CHECK(rtv_cuda_mk_tune(gs, 0));
+    CHECK(rtv_cuda_mk_tune(gs, 0, 1));
     snprintf(what, sizeof(what), "expert_layers x2 x rows=%d dim=%d ff=%d heads=%d layers=%d "
-             "kv_row=%d limit=%d/%d ops=%d", rows, dim, ff, heads, layers, kv_row, lim_r, lim_k,
-             last_ops);
+             "kv_row=%d limit=%d/%d ops=%d akeys=%d", rows, dim, ff, heads, layers, kv_row, lim_r,
+             lim_k, last_ops, akeys);
     compare(what, X, 3e-2f);
     for (int l = 0; l < layers; l++) {
         snprintf(what, sizeof(what), "expert_layers qkv rows of layer %d (rows=%d kv_row=%d)", l,
@@ -611,11 +611,16 @@ int main(int argc, char **argv)
     /* all the expert's layers of a step in one kernel (mk.cu): pi0's step 0 (the state token
      * sees the prefix and itself) and later steps, with 2 of its 18 layers; a narrow model with
      * two heads and few rows */
-    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 1); /* part by part: qkv */
-    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3); /* + attention, o-proj */
-    t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513, 0);
-    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0, 0);
-    t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0, 0);
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 1, 1); /* part by part: qkv */
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3, 1); /* + attention, o-proj */
+    t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513, 0, 1);
+    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0, 0, 1);
+    /* attention splits of 4 chunks: several chunks per split, two splits combined from
+     * shared memory */
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3, 4);
+    t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0, 0, 1);
+    /* 64 rows (chunk 63 and the state token): O and DOWN splits capped to fit */
+    t_expert_layers(64, 1024, 4096, 8, 1, 1, 512, 1, 513, 0, 1);
     t_rms_mlp(64, 1024, 4096, 2048, 2560, 9, 256);    /* chunk 63 + the state row */
     t_rms_mlp(1, 1024, 4096, 2048, 2560, 9, 256);     /* one row */
     t_rms_mlp(13, 256, 1024, 512, 640, 3, 128);       /* pi0-tiny sized: rotated and scaled tiles */
