@@ -195,12 +195,13 @@ gm)
   done; done 2>&1 | tee "$O/gm_ab.txt" ;;
 prof)
   # GPU time per op of the VL encode and the action cycle (RTV_CUDA_PROF=1: eager launches with
-  # CUDA events around each op; the rows "<= 64" are the action side), with gemm_mc off and on
-  for v in RTV_GM=0 RTV_GM=1; do
-    echo "== prof $v"
+  # CUDA events around each op; the rows "<= 64" are the action side), with gemm_mc off and on,
+  # and with the expert's layers as one kernel per step (the row "expert_layers")
+  for v in RTV_GM=0 RTV_GM=1 RTV_MK=1; do
+    echo "== prof $v"; f="$O/prof_$(echo "$v" | tr '=' '_').txt"
     env $v RTV_CUDA_PROF=1 timeout 80 $R bench model -c configs/sim.yaml $PI0 --views 2 \
-      --prompt-len 0 --iters 20 > "$O/prof_${v#RTV_GM=}.txt" 2>&1
-    tail -26 "$O/prof_${v#RTV_GM=}.txt"
+      --prompt-len 0 --iters 20 > "$f" 2>&1
+    tail -27 "$f"
   done ;;
 mk)
   # expert_layers on mk.cu (opt-in RTV_MK=1; test_cuda_ops turns it on itself): a wait that

@@ -12,10 +12,11 @@
 
 enum { P_MATMUL, P_LAYERNORM, P_RMSNORM, P_ROPE, P_ATTENTION, P_GEGLU, P_ADDW, P_AXPY, P_SCALE,
        P_COPY2D, P_MEANROWS, P_PREPROCESS, P_PATCHIFY, P_UPLOAD, P_DOWNLOAD, P_MATMUL_S,
-       P_ATTN_S, P_RMS_S, P_OTHER_S, P_N };
+       P_ATTN_S, P_RMS_S, P_OTHER_S, P_EXPERT, P_N };
 static const char *const p_names[P_N] = { "matmul", "layernorm", "rmsnorm", "rope", "attention",
     "geglu", "add_weight_rows", "axpy", "scale", "copy2d", "mean_rows", "preprocess", "patchify",
-    "upload", "download", "matmul M<=64", "attention q<=64", "rmsnorm r<=64", "others r<=64" };
+    "upload", "download", "matmul M<=64", "attention q<=64", "rmsnorm r<=64", "others r<=64",
+    "expert_layers" };
 
 #define P_MAX 16384
 static struct {
@@ -110,6 +111,8 @@ WRAP(rms_mlp, rows <= 64 ? P_MATMUL_S : P_MATMUL, (rtv_stream *s, void *x, const
      const void *w_o, int qd, const void *w_gu, const void *w_down, void *gu, void *ff, int dim,
      float eps, int rows, int F, const rtv_qkv_next *nq),
      (s, x, att, w_o, qd, w_gu, w_down, gu, ff, dim, eps, rows, F, nq))
+/* a declined call launches nothing: its (empty) interval still counts as a call */
+WRAP(expert_layers, P_EXPERT, (rtv_stream *s, const rtv_expert_step *e), (s, e))
 WRAP(add_weight_rows, P_ADDW, (rtv_stream *s, void *y, const void *w, int rows, int dim,
      int period), (s, y, w, rows, dim, period))
 WRAP(axpy, P_AXPY, (rtv_stream *s, void *y, const void *x, float alpha, size_t n), (s, y, x, alpha, n))
@@ -149,5 +152,6 @@ void rtv_cuda_prof_install(rtv_backend *b)
     if (b->rms_rope) { b->rms_rope = p_rms_rope; b->rms_geglu = p_rms_geglu; }
     if (b->rms_mlp) b->rms_mlp = p_rms_mlp;
     if (b->matmul_rms_geglu) b->matmul_rms_geglu = p_matmul_rms_geglu;
+    if (b->expert_layers) b->expert_layers = p_expert_layers;
     atexit(p_report);
 }
