@@ -11,12 +11,14 @@
  *
  * A CTA: warps 0-3 are the consumer warpgroup, warp 4 lane 0 the producer.
  * - GEMM tasks (QKV, O, GU, DOWN; 64 output features = two 32-row weight boxes, K in 64-wide
- *   chunks) flow through a ring of MK_NST stages, each the activation chunk (64 rows x 64 K,
- *   rows past n read as zeros) and the weight chunk (64 rows x 64 K), 128-byte swizzled, as in
+ *   chunks) flow through two rings: MK_NW stages of weight chunks (64 rows x 64 K) and MK_NA
+ *   of activation chunks (64 rows x 64 K, rows past n read as zeros), 128-byte swizzled, as in
  *   wgemm.cu. The producer keeps two cursors over its CTA's chunks: weights are issued as soon
- *   as a stage is free, activations once the chunk's task has its inputs (its counters are
- *   met); so the weights of the next tasks load while this one waits or computes.
- *   The consumers run wgmma.m64n64k16 from the ring, sum x^2 of the activation rows for the
+ *   as a weight stage is free, activations once the chunk's task has its inputs (its counters
+ *   are met); so the weights of the next tasks stream in (up to MK_NW chunks ahead) while this
+ *   one waits or computes. The weight ring is the deeper one because the time a CTA waits for
+ *   its inputs is what it can fill with weights (tests/kernels/mk_sim.c models it).
+ *   The consumers run wgmma.m64n64k16 from the rings, sum x^2 of the activation rows for the
  *   folded norm's row scale (QKV and GU read x with K = dim), stage the fp32 tile in shared
  *   memory and run the epilogue: row scale + RoPE into the layer's qkv rows, row scale +
  *   GeGLU into ff, or for O and DOWN the residual add into x, or with K splits an fp32 partial
@@ -52,8 +54,9 @@ extern "C" {
 
 #define MK_MAXL 24          /* layers in one launch */
 #define MK_THREADS 160      /* the consumer warpgroup + the producer warp */
-#define MK_STAGE 16384      /* ring stage: activation chunk (8 KB), weight chunk (8 KB) */
-#define MK_NST 7            /* ring stages */
+#define MK_STAGE 8192       /* a ring stage: one chunk (64 rows x 64 K bf16) */
+#define MK_NW 10            /* weight ring stages: how far weights stream ahead */
+#define MK_NA 4             /* activation ring stages */
 #define MK_KB 80            /* attention keys per chunk */
 #define MK_HD 256           /* head_dim (pi0) */
 #define MK_HB (MK_HD / 64)  /* 64-column boxes per head */
@@ -62,7 +65,7 @@ extern "C" {
 #define MK_ATT (MK_HB * MK_QBOX + 2 * MK_HB * MK_KVBOX) /* Q, K chunk, V chunk */
 #define MK_STG 68           /* fp32 row stride of the staged GEMM tile (in the ATT region) */
 #define MK_RECF (MK_HD + 8) /* floats per attention record: O, max, sum, pad */
-#define MK_SMEM (1024 + MK_NST * MK_STAGE + MK_ATT)
+#define MK_SMEM (1024 + (MK_NW + MK_NA) * MK_STAGE + MK_ATT)
 /* the trace's marks per task: the consumers start it, its inputs are in shared memory (first
  * chunk or Q), its own work is done, its output is complete (signalled, after the reduction
  * where it did one) */
@@ -203,8 +206,9 @@ static __device__ __forceinline__ const CUtensorMap *mk_amap(const mk_args &a,
 
 /* The producer: weights of chunk wseq as soon as its stage is free, activations of chunk aseq
  * once its task's counters are met. */
-static __device__ void mk_produce(const mk_args &a, int first, int last, unsigned char *ring,
-                                  uint64_t *full, uint64_t *empty)
+static __device__ void mk_produce(const mk_args &a, int first, int last, unsigned char *wring,
+                                  unsigned char *aring, uint64_t *wfull, uint64_t *wempty,
+                                  uint64_t *afull, uint64_t *aempty)
 {
     int wi = first, wc = 0, ai = first, ac = 0, a_ok = 0;
     unsigned wseq = 0, aseq = 0;
@@ -221,15 +225,15 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
     while (ai < last) {
         int did = 0;
         if (wi < last) {
-            const int s = (int)(wseq % MK_NST);
-            if (wseq < MK_NST || wg_test(&empty[s], ((wseq / MK_NST) - 1) & 1)) {
+            const int s = (int)(wseq % MK_NW);
+            if (wseq < MK_NW || wg_test(&wempty[s], ((wseq / MK_NW) - 1) & 1)) {
                 int r0, r1;
                 mk_rows(a, wt, &r0, &r1);
                 const int k = (int)wt.k0 + 64 * wc;
-                unsigned char *st = ring + (size_t)s * MK_STAGE;
-                wg_expect(&full[s], MK_STAGE);
-                wg_tma(st + 8192, mk_wmap(a, wt), k, r0, &full[s]);
-                wg_tma(st + 8192 + 4096, mk_wmap(a, wt), k, r1, &full[s]);
+                unsigned char *st = wring + (size_t)s * MK_STAGE;
+                wg_expect(&wfull[s], MK_STAGE);
+                wg_tma(st, mk_wmap(a, wt), k, r0, &wfull[s]);
+                wg_tma(st + 4096, mk_wmap(a, wt), k, r1, &wfull[s]);
                 wseq++;
                 if (++wc == (int)wt.nk / 64) {
                     wc = 0;
@@ -239,15 +243,16 @@ static __device__ void mk_produce(const mk_args &a, int first, int last, unsigne
                 did = 1;
             }
         }
-        if (aseq < wseq) {
+        const int sa = (int)(aseq % MK_NA);
+        if (aseq < wseq && (aseq < MK_NA || wg_test(&aempty[sa], ((aseq / MK_NA) - 1) & 1))) {
             if (!a_ok && mk_ready(a, at)) {
                 a_ok = 1;
                 mk_proxy_global(); /* generic-proxy writes of other CTAs, read by TMA */
             }
             if (a_ok) {
-                const int s = (int)(aseq % MK_NST);
-                wg_tma(ring + (size_t)s * MK_STAGE, mk_amap(a, at), (int)at.k0 + 64 * ac, 0,
-                       &full[s]);
+                wg_expect(&afull[sa], MK_STAGE);
+                wg_tma(aring + (size_t)sa * MK_STAGE, mk_amap(a, at), (int)at.k0 + 64 * ac, 0,
+                       &afull[sa]);
                 aseq++;
                 if (++ac == (int)at.nk / 64) {
                     ac = 0;
@@ -353,10 +358,12 @@ static __device__ __noinline__ void mk_sum_splits(const mk_args &a, const rtv_mk
 
 /* One GEMM task on the consumers: its chunks from the ring (seq: the CTA's chunk count so
  * far), then its epilogue. */
-static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned char *ring,
-                               uint64_t *full, uint64_t *empty, unsigned *seq, float *stg,
+static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned char *wring,
+                               unsigned char *aring, uint64_t *bars, unsigned *seq, float *stg,
                                uint64_t *rbar, unsigned *ruses, int *flag, int tix)
 {
+    uint64_t *wfull = bars, *wempty = wfull + MK_NW, *afull = wempty + MK_NW,
+             *aempty = afull + MK_NA;
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int nch = (int)t.nk / 64, scale = t.op == RTV_MK_QKV || t.op == RTV_MK_GU;
     float d[32];
@@ -365,22 +372,30 @@ static __device__ void mk_gemm(const mk_args &a, const rtv_mk_task &t, unsigned 
      * residual), so the consumers acquire them too (met by the time the first chunk lands) */
     if (tid == 0 && (t.op == RTV_MK_O || t.op == RTV_MK_DOWN)) mk_wait_ready(a, t);
     for (int c = 0; c < nch; c++, (*seq)++) {
-        const int s = (int)(*seq % MK_NST);
-        unsigned char *st = ring + (size_t)s * MK_STAGE;
-        mk_wait_bar(&full[s], (*seq / MK_NST) & 1, a, t);
+        const unsigned j = *seq;
+        unsigned char *xs = aring + (size_t)(j % MK_NA) * MK_STAGE;
+        unsigned char *ws = wring + (size_t)(j % MK_NW) * MK_STAGE;
+        mk_wait_bar(&wfull[j % MK_NW], (j / MK_NW) & 1, a, t);
+        mk_wait_bar(&afull[j % MK_NA], (j / MK_NA) & 1, a, t);
         if (c == 0) mk_mark(a, tix, 1);
-        const uint64_t dx = wg_desc(st), dw = wg_desc(st + 8192);
+        const uint64_t dx = wg_desc(xs), dw = wg_desc(ws);
         wg_fence();
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) wg_mma(d, dx + 2 * kk, dw + 2 * kk, c > 0 || kk > 0);
         wg_commit();
         if (scale) /* row tid / 2, half tid % 2 of the chunk */
-            wg_add_sumsq64(&ss, st + (tid >> 1) * 128 + (tid & 1) * 64);
-        wg_wait_group<1>(); /* chunk c - 1's MMAs are done: its stage may be refilled */
-        if (c > 0 && lane == 0) wg_arrive(&empty[(*seq - 1) % MK_NST]);
+            wg_add_sumsq64(&ss, xs + (tid >> 1) * 128 + (tid & 1) * 64);
+        wg_wait_group<1>(); /* chunk c - 1's MMAs are done: its stages may be refilled */
+        if (c > 0 && lane == 0) {
+            wg_arrive(&wempty[(j - 1) % MK_NW]);
+            wg_arrive(&aempty[(j - 1) % MK_NA]);
+        }
     }
     wg_wait_group<0>();
-    if (lane == 0) wg_arrive(&empty[(*seq - 1) % MK_NST]);
+    if (lane == 0) {
+        wg_arrive(&wempty[(*seq - 1) % MK_NW]);
+        wg_arrive(&aempty[(*seq - 1) % MK_NA]);
+    }
     /* stage the tile: D rows 16 warp + lane / 4 (+ 8), columns 8 j + 2 (lane % 4) (+ 1) */
     float *ssq = stg + 64 * MK_STG;
     const int rr = 16 * warp + (lane >> 2), cc = 2 * (lane & 3);
@@ -685,23 +700,31 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
 {
 #ifdef WG_KERNEL
     extern __shared__ __align__(1024) unsigned char mk_raw[];
-    unsigned char *ring = mk_raw + ((1024 - (wg_saddr(mk_raw) & 1023)) & 1023);
-    unsigned char *reg = ring + (size_t)MK_NST * MK_STAGE; /* the ATT region / staged tile */
-    __shared__ __align__(8) uint64_t full[MK_NST], empty[MK_NST], abar[4]; /* Q, K, V, sums */
+    unsigned char *wring = mk_raw + ((1024 - (wg_saddr(mk_raw) & 1023)) & 1023);
+    unsigned char *aring = wring + (size_t)MK_NW * MK_STAGE;
+    unsigned char *reg = aring + (size_t)MK_NA * MK_STAGE; /* the ATT region / staged tile */
+    /* weight ring full / empty, activation ring full / empty; attention Q, K, V, sums */
+    __shared__ __align__(8) uint64_t bars[2 * MK_NW + 2 * MK_NA], abar[4];
     __shared__ int flag;
     const int tid = threadIdx.x;
     const int first = a.cta_first[blockIdx.x], last = a.cta_first[blockIdx.x + 1];
     if (tid == 0) {
-        for (int i = 0; i < MK_NST; i++) {
-            wg_bar_init(&full[i], 1);
-            wg_bar_init(&empty[i], 4); /* one arrival per consumer warp */
+        for (int i = 0; i < MK_NW; i++) {
+            wg_bar_init(&bars[i], 1);
+            wg_bar_init(&bars[MK_NW + i], 4); /* empty: one arrival per consumer warp */
+        }
+        for (int i = 0; i < MK_NA; i++) {
+            wg_bar_init(&bars[2 * MK_NW + i], 1);
+            wg_bar_init(&bars[2 * MK_NW + MK_NA + i], 4);
         }
         for (int i = 0; i < 4; i++) wg_bar_init(&abar[i], 1);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
     if (tid >= 128) {
-        if (tid == 128) mk_produce(a, first, last, ring, full, empty);
+        if (tid == 128)
+            mk_produce(a, first, last, wring, aring, bars, bars + MK_NW, bars + 2 * MK_NW,
+                       bars + 2 * MK_NW + MK_NA);
         return;
     }
     unsigned seq = 0, quses = 0, kuses = 0, ruses = 0;
@@ -712,7 +735,7 @@ static __global__ void __launch_bounds__(MK_THREADS, 1) mk_k(const __grid_consta
         if (t.op == RTV_MK_ATT)
             mk_attention(a, t, reg, abar, &quses, &kuses, &ruses, &flag, tix);
         else
-            mk_gemm(a, t, ring, full, empty, &seq, (float *)reg, &abar[3], &ruses, &flag, tix);
+            mk_gemm(a, t, wring, aring, bars, &seq, (float *)reg, &abar[3], &ruses, &flag, tix);
     }
 #else
     (void)a; /* not an sm_90a build: never launched (mk_ok is 0) */

@@ -4,12 +4,12 @@
  * kernel's trace (RTV_MK_TRACE=1) once it has run, to see which assumption was wrong.
  *
  * Usage: build/tests/kernels/mk_sim [rows kv_row ctas akeys ring [q_pairs g_cols]]
- *        (default: pi0's later steps, 50 rows after 513 keys, 132 CTAs, 1, 7; the cut mk.cu
+ *        (default: pi0's later steps, 50 rows after 513 keys, 132 CTAs, 1, 10; the cut mk.cu
  *        runs, 32 pairs and 32 GeGLU columns per task: other cuts model kernels not built)
  *
  * The model walks the tasks in program order (every dependency and every earlier task of a
  * CTA is then already timed). A CTA's producer streams weight chunks (8 KB) at its fair share
- * of HBM, at most `ring` chunks ahead of its consumers. A chunk's activations are copied once
+ * of HBM, at most `ring` chunks ahead of its consumers (mk.cu: 10). A chunk's activations are copied once
  * its stage is free and its task's counters were released (+ a visibility delay), an L2 round
  * trip; the consumers take it when the CTA is free and both halves are in, for the cost of its
  * MMAs; after the last chunk, the epilogue. The split that finishes last reduces the tile on
@@ -36,7 +36,7 @@ static const double ATT_CHUNK_US = 1.4; /* S, softmax, P.V of 80 keys (attn_wg's
 
 int main(int argc, char **argv)
 {
-    int rows = 50, kv_row = 513, ctas = 132, akeys = 1, ring = 7, qp = 32, gc = 32;
+    int rows = 50, kv_row = 513, ctas = 132, akeys = 1, ring = 10, qp = 32, gc = 32;
     if (argc == 6 || argc == 8) {
         rows = atoi(argv[1]);
         kv_row = atoi(argv[2]);
