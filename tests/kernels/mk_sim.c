@@ -3,9 +3,11 @@
  * compare cuts and kernel variants before spending GPU time on them, and to set next to the
  * kernel's trace (RTV_MK_TRACE=1) once it has run, to see which assumption was wrong.
  *
- * Usage: build/tests/kernels/mk_sim [rows kv_row ctas akeys ring [q_pairs g_cols]]
+ * Usage: build/tests/kernels/mk_sim [rows kv_row ctas akeys ring [q_pairs g_cols [chunkdeps]]]
  *        (default: pi0's later steps, 50 rows after 513 keys, 132 CTAs, 1, 10; the cut mk.cu
- *        runs, 32 pairs and 32 GeGLU columns per task: other cuts model kernels not built)
+ *        runs, 32 pairs and 32 GeGLU columns per task: other cuts model kernels not built;
+ *        chunkdeps 1 models a kernel not built either: a qkv / gate_up task's chunk c waits
+ *        only for the down / o tile c it reads, not for the whole op)
  *
  * The model walks the tasks in program order (every dependency and every earlier task of a
  * CTA is then already timed). A CTA's producer streams weight chunks (8 KB) at its fair share
@@ -37,18 +39,21 @@ static const double ATT_CHUNK_US = 1.4; /* S, softmax, P.V of 80 keys (attn_wg's
 int main(int argc, char **argv)
 {
     int rows = 50, kv_row = 513, ctas = 132, akeys = 1, ring = 10, qp = 32, gc = 32;
-    if (argc == 6 || argc == 8) {
+    int chunkdeps = 0;
+    if (argc == 6 || argc == 8 || argc == 9) {
         rows = atoi(argv[1]);
         kv_row = atoi(argv[2]);
         ctas = atoi(argv[3]);
         akeys = atoi(argv[4]);
         ring = atoi(argv[5]);
-        if (argc == 8) {
+        if (argc >= 8) {
             qp = atoi(argv[6]);
             gc = atoi(argv[7]);
         }
+        if (argc == 9) chunkdeps = atoi(argv[8]);
     } else if (argc != 1) {
-        fprintf(stderr, "usage: %s [rows kv_row ctas akeys ring [q_pairs g_cols]]\n", argv[0]);
+        fprintf(stderr, "usage: %s [rows kv_row ctas akeys ring [q_pairs g_cols [chunkdeps]]]\n",
+                argv[0]);
         return 2;
     }
     if (ring < 1 || akeys < 1) {
@@ -73,6 +78,9 @@ int main(int argc, char **argv)
     double *ctr_done = calloc((size_t)p.nctr, sizeof(double)); /* time its target is reached */
     unsigned *ctr_n = calloc((size_t)p.nctr, sizeof(unsigned));
     double *tile_end = calloc((size_t)p.nctr, sizeof(double));  /* per arrival counter */
+    double *tile_done = calloc((size_t)p.nctr, sizeof(double)); /* its reduction's end */
+    rtv_mk_ctrs cl;
+    rtv_mk_ctr_layout(&p.d, &p.sh, &cl);
     int *tile_cta = calloc((size_t)p.nctr, sizeof(int));
     /* per CTA: the producer's weight stream (arrival time of its last chunk) and the
      * consumer's finish times of its last `ring` chunks (a stage frees when consumed) */
@@ -83,14 +91,22 @@ int main(int argc, char **argv)
     for (int k = 0; k < ctas; k++)
         for (int i = p.cta_first[k]; i < p.cta_first[k + 1]; i++) owner[p.cta_task[i]] = k;
     double op_us[RTV_MK_NOPS] = {0}, op_wait[RTV_MK_NOPS] = {0};
+    double span[2][RTV_MK_NOPS][2]; /* layers 1 and 2: each op's first start and last end */
+    for (int l = 0; l < 2; l++)
+        for (int op = 0; op < RTV_MK_NOPS; op++) span[l][op][0] = 1e30, span[l][op][1] = 0;
     int op_n[RTV_MK_NOPS] = {0};
     double end_all = 0;
     for (int i = 0; i < p.ntask; i++) {
         const rtv_mk_task *t = &p.task[i];
         const int k = owner[i];
         double deps = 0;
-        for (int w = 0; w < t->nwait; w++)
-            if (ctr_done[t->wait[w].ctr] + SIG_US > deps) deps = ctr_done[t->wait[w].ctr] + SIG_US;
+        /* chunkdeps: a qkv (gate_up) task waits per chunk for the down (o) tile it reads */
+        const int per_chunk = chunkdeps && ((t->op == RTV_MK_QKV && t->layer > 0) ||
+                                            t->op == RTV_MK_GU);
+        if (!per_chunk)
+            for (int w = 0; w < t->nwait; w++)
+                if (ctr_done[t->wait[w].ctr] + SIG_US > deps)
+                    deps = ctr_done[t->wait[w].ctr] + SIG_US;
         const double start = cta_free[k] > deps ? cta_free[k] : deps;
         double end;
         if (t->op == RTV_MK_ATT) {
@@ -112,7 +128,14 @@ int main(int argc, char **argv)
                                                                    (nchunk[k] % ring)] : 0;
                 const double w_in = (w_last[k] > freed ? w_last[k] : freed) + wc_us;
                 w_last[k] = w_in;
-                double a_in = (deps > freed ? deps : freed) + L2_US;
+                double dep = deps;
+                if (per_chunk) { /* tile c of down (layer - 1) or of o (this layer) */
+                    const uint32_t tc = t->op == RTV_MK_QKV
+                        ? (uint32_t)(t->layer - 1) * cl.per_layer + cl.da + (uint32_t)c
+                        : (uint32_t)t->layer * cl.per_layer + cl.oa + (uint32_t)c;
+                    dep = tile_done[tc] + SIG_US;
+                }
+                double a_in = (dep > freed ? dep : freed) + L2_US;
                 if (a_in < a_prev + 8192.0 / (L2_GBS * 1e3))
                     a_in = a_prev + 8192.0 / (L2_GBS * 1e3);
                 a_prev = a_in;
@@ -140,6 +163,7 @@ int main(int argc, char **argv)
                 const int kr = tile_cta[a];
                 const double r0 = cta_free[kr] > tile_end[a] ? cta_free[kr] : tile_end[a];
                 cta_free[kr] = r0 + red;
+                tile_done[a] = r0 + red;
                 end = r0 + red;
                 if (end > ctr_done[t->signal]) ctr_done[t->signal] = end;
             }
@@ -147,12 +171,18 @@ int main(int argc, char **argv)
             ctr_done[t->signal] = end;
         }
         if (end > end_all) end_all = end;
+        if (t->layer == 1 || t->layer == 2) {
+            double (*sp)[2] = span[t->layer - 1];
+            if (start < sp[t->op][0]) sp[t->op][0] = start;
+            if (end > sp[t->op][1]) sp[t->op][1] = end;
+        }
     }
     static const char *const names[RTV_MK_NOPS] = {"qkv", "attention", "o", "gate_up", "down"};
     printf("mk_sim (a model, not a measurement): rows %d, keys %d, %d CTAs, %d tasks; qkv %d "
            "pairs, gate_up %d columns, attention splits of %d keys, o %dx%d, down %dx%d, ring "
-           "%d\n", rows, keys, ctas, p.ntask, p.sh.q_pairs, p.sh.g_cols, per * 80, p.sh.o_cols,
-           p.sh.o_splits, p.sh.d_cols, p.sh.d_splits, ring);
+           "%d%s\n", rows, keys, ctas, p.ntask, p.sh.q_pairs, p.sh.g_cols, per * 80,
+           p.sh.o_cols, p.sh.o_splits, p.sh.d_cols, p.sh.d_splits, ring,
+           chunkdeps ? ", per-chunk dependencies (not built)" : "");
     printf("assumed: HBM %.0f GB/s (%.2f us per 8 KB per CTA), L2 %.0f GB/s per SM, "
            "first chunk %.1f us, release seen %.1f, chunk %.2f, epilogue %.1f, reduction "
            "%.1f + bytes, attention %.1f + %.1f per 80 keys\n", HBM_GBS, w_us, L2_GBS, L2_US,
@@ -163,7 +193,14 @@ int main(int argc, char **argv)
     for (int op = 0; op < RTV_MK_NOPS; op++)
         printf("  %-10s %5d tasks, mean %.2f us running, %.2f us waiting before\n", names[op],
                op_n[op], op_us[op] / op_n[op], op_wait[op] / op_n[op]);
-    free(cta_free); free(ctr_done); free(ctr_n); free(tile_end); free(tile_cta);
+    for (int l = 0; l < 2; l++) { /* how the ops of a layer follow each other */
+        printf("  layer %d, us from its first task:", l + 1);
+        for (int op = 0; op < RTV_MK_NOPS; op++)
+            printf(" %s %.1f-%.1f", names[op], span[l][op][0] - span[l][0][0],
+                   span[l][op][1] - span[l][0][0]);
+        printf("\n");
+    }
+    free(cta_free); free(ctr_done); free(ctr_n); free(tile_end); free(tile_done); free(tile_cta);
     free(w_last); free(done_ring); free(nchunk); free(owner);
     rtv_mk_plan_free(&p);
     return 0;
