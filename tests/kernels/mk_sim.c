@@ -9,15 +9,15 @@
  *        chunkdeps 1 models a kernel not built either: a qkv / gate_up task's chunk c waits
  *        only for the down / o tile c it reads, not for the whole op)
  *
- * The model walks the tasks in program order (every dependency and every earlier task of a
- * CTA is then already timed). A CTA's producer streams weight chunks (8 KB) at its fair share
- * of HBM, at most `ring` chunks ahead of its consumers (mk.cu: 10). A chunk's activations are
- * copied once its stage is free and its task's counters were released (+ a visibility delay),
- * an L2 round trip; the consumers take it when the CTA is free and both halves are in, for
- * the cost of its MMAs; after the last chunk, the epilogue. The split that finishes last reduces the tile on
- * its CTA. An attention task loads Q after its wait (K/V before it for prefix-only splits),
- * runs its 80-key chunks, and its last split combines the records at one SM's L2 bandwidth. All
- * constants are assumptions, printed with the result; change them here, not in the kernel. */
+ * The model walks the tasks in program order (every dependency and every earlier task of a CTA is
+ * then already timed). A CTA's producer streams weight chunks (8 KB) at its fair share of HBM, at
+ * most `ring` chunks ahead of its consumers (mk.cu: 10). A chunk's activations are copied once its
+ * stage is free and its task's counters were released (+ a visibility delay), an L2 round trip;
+ * the consumers take it when the CTA is free and both halves are in, for the cost of its MMAs;
+ * after the last chunk, the epilogue. The split that finishes last reduces the tile on its CTA. An
+ * attention task loads Q after its wait (K/V before it for prefix-only splits), runs its 80-key
+ * chunks, and its last split combines the records at one SM's L2 bandwidth. All constants are
+ * assumptions, printed with the result; change them here, not in the kernel. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
