@@ -214,7 +214,7 @@ mk)
     for rep in 1 2; do for v in RTV_MK=0 RTV_MK=1; do
       echo "== $v"; env $v timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^(head|action_cycle|full_forward) |error|non-finite"
     done; done 2>&1 | tee "$O/mk_ab.txt"
-    for ak in 2 4; do # attention splits of 2 / 4 chunks: less to combine, longer loops
+    for ak in 1 4; do # attention splits of 1 / 4 chunks (default 2): more or less to combine
       echo "== RTV_MK=1 RTV_MK_AKEYS=$ak"; RTV_MK=1 RTV_MK_AKEYS=$ak timeout 60 $R bench model -c configs/sim.yaml $PI0 --views 2 --prompt-len 0 --iters 120 2>&1 | grep -E "^action_cycle |error"
     done 2>&1 | tee -a "$O/mk_ab.txt"
     # where a launch's time goes: per op, and each op's span in the first layers (the trace of

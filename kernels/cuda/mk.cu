@@ -881,11 +881,12 @@ int rtv_cuda_mk_init(rtv_stream *s)
     if (!c) return rtv_fail(RTV_E_NOMEM, "expert kernel: out of host memory");
     c->trace_on = rtv_cuda_env_switch("RTV_MK_TRACE", 0);
     /* RTV_MK_AKEYS=k: attention splits of k 80-key chunks (fewer splits, less to combine,
-     * longer loops; default 1, or more where the keys need over 16 splits) */
+     * longer loops; more where the keys need over 16 splits). Default 2, the timing model's
+     * choice (tests/kernels/mk_sim.c: ~5.0 against ~5.5 ms per cycle with 1) until measured */
     const char *ak = getenv("RTV_MK_AKEYS");
-    c->akeys = ak && ak[0] >= '1' && ak[0] <= '8' && !ak[1] ? ak[0] - '0' : 1;
+    c->akeys = ak && ak[0] >= '1' && ak[0] <= '8' && !ak[1] ? ak[0] - '0' : 2;
     if (ak && c->akeys != ak[0] - '0')
-        fprintf(stderr, "rtvla: RTV_MK_AKEYS=%s: expected 1..8, using 1\n", ak);
+        fprintf(stderr, "rtvla: RTV_MK_AKEYS=%s: expected 1..8, using 2\n", ak);
     s->mk_cache = c;
     s->mk_ok = 1;
     return RTV_OK;

@@ -377,7 +377,7 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
                   st == RTV_E_UNSUPPORTED ? "(declined)" : rtv_last_error());
         CHECK(G->sync(gs) == 0);
     }
-    CHECK(rtv_cuda_mk_tune(gs, 0, 1));
+    CHECK(rtv_cuda_mk_tune(gs, 0, 2)); /* back to the defaults */
     snprintf(what, sizeof(what), "expert_layers x2 x rows=%d dim=%d ff=%d heads=%d layers=%d "
              "kv_row=%d limit=%d/%d ops=%d akeys=%d", rows, dim, ff, heads, layers, kv_row, lim_r,
              lim_k, last_ops, akeys);
@@ -615,8 +615,10 @@ int main(int argc, char **argv)
     t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3, 1); /* + attention, o-proj */
     t_expert_layers(51, 1024, 4096, 8, 1, 2, 512, 1, 513, 0, 1);
     t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0, 0, 1);
-    /* attention splits of 4 chunks: several chunks per split, two splits combined from
-     * shared memory */
+    /* attention splits of 2 chunks (the default: four splits) and of 4 (two splits combined
+     * from shared memory): several chunks per split */
+    t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3, 2);
+    t_expert_layers(50, 1024, 4096, 8, 1, 2, 513, 0, 0, 0, 2);
     t_expert_layers(51, 1024, 4096, 8, 1, 1, 512, 1, 513, 3, 4);
     t_expert_layers(7, 256, 512, 2, 1, 3, 37, 0, 0, 0, 1);
     /* 64 rows (chunk 63 and the state token): O and DOWN splits capped to fit */
