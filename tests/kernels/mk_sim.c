@@ -4,7 +4,7 @@
  * kernel's trace (RTV_MK_TRACE=1) once it has run, to see which assumption was wrong.
  *
  * Usage: build/tests/kernels/mk_sim [rows kv_row ctas akeys ring [q_pairs g_cols [chunkdeps]]]
- *        (default: pi0's later steps, 50 rows after 513 keys, 132 CTAs, 1, 10; the cut mk.cu
+ *        (default: pi0's later steps, 50 rows after 513 keys, 132 CTAs, 2, 10; the cut mk.cu
  *        runs, 32 pairs and 32 GeGLU columns per task: other cuts model kernels not built;
  *        chunkdeps 1 models a kernel not built either: a qkv / gate_up task's chunk c waits
  *        only for the down / o tile c it reads, not for the whole op)
@@ -38,7 +38,7 @@ static const double ATT_CHUNK_US = 1.4; /* S, softmax, P.V of 80 keys (attn_wg's
 
 int main(int argc, char **argv)
 {
-    int rows = 50, kv_row = 513, ctas = 132, akeys = 1, ring = 10, qp = 32, gc = 32;
+    int rows = 50, kv_row = 513, ctas = 132, akeys = 2, ring = 10, qp = 32, gc = 32;
     int chunkdeps = 0;
     if (argc == 6 || argc == 8 || argc == 9) {
         rows = atoi(argv[1]);
