@@ -868,9 +868,12 @@ int main(void)
         check_plan(&p1, NULL, what, 2);
         /* the cut kernels/cuda/mk.cu asks for: 64-column tiles (two 32-row weight boxes), key
          * splits of at most 80 keys (one chunk each) */
-        const rtv_mk_shape cuda_cut = {32, 0, 64, 0, 32, 64, 0, 0, 80};
-        snprintf(what, sizeof(what), "pi0 step 0 as mk.cu cuts it, %d CTAs", shares[i]);
-        check_plan(&p0, &cuda_cut, what, 2);
+        for (int ak = 80; ak <= 160; ak += 80) { /* RTV_MK_AKEYS 1 and 2 (the default) */
+            const rtv_mk_shape cuda_cut = {32, 0, 64, 0, 32, 64, 0, 0, ak};
+            snprintf(what, sizeof(what), "pi0 step 0 as mk.cu cuts it (%d-key splits), %d CTAs",
+                     ak, shares[i]);
+            check_plan(&p0, &cuda_cut, what, 2);
+        }
     }
     kt_fini();
     return check_report("test_mk_plan");
