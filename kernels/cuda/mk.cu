@@ -57,7 +57,7 @@ extern "C" {
 #define MK_STAGE 8192       /* a ring stage: one chunk (64 rows x 64 K bf16) */
 #define MK_NW 10            /* weight ring stages: how far weights stream ahead */
 #define MK_NA 4             /* activation ring stages */
-#define MK_KB 80            /* attention keys per chunk */
+#define MK_KB RTV_MK_KEY_CHUNK /* attention keys per chunk (mk_plan.h) */
 #define MK_HD 256           /* head_dim (pi0) */
 #define MK_HB (MK_HD / 64)  /* 64-column boxes per head */
 #define MK_QBOX 8192        /* 64 rows x 64 columns bf16 */
@@ -913,6 +913,8 @@ static int same_key(const mk_entry *e, const rtv_expert_step *x)
 static void entry_key(mk_entry *e, const rtv_expert_step *x)
 {
     e->key = *x;
+    e->key.lq = NULL; /* the caller's arrays: their contents are kept in ptrs */
+    e->key.w_qkv = e->key.w_o = e->key.w_gu = e->key.w_down = NULL;
     for (int l = 0; l < x->layers; l++) {
         e->ptrs[0][l] = x->lq[l];
         e->ptrs[1][l] = x->w_qkv[l];
@@ -940,10 +942,7 @@ static int entry_build(rtv_stream *s, mk_entry *e, const rtv_expert_step *x)
     /* key splits of whole 80-key chunks: a split's K/V boxes then hold only its own keys (or
      * rows past the buffer, read as zeros), never rows another task may be writing, whose
      * stale bits could be NaN (0 x NaN in P.V) */
-    const int chunks = (keys + MK_KB - 1) / MK_KB;
-    int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
-    if (per < c->akeys) per = c->akeys; /* RTV_MK_AKEYS: chunks per split */
-    rtv_mk_shape sh = { 32, 0, 64, 0, 32, 64, 0, 0, per * MK_KB };
+    rtv_mk_shape sh = rtv_mk_shape_cuda(keys, c->akeys); /* RTV_MK_AKEYS: chunks per split */
     char err[256];
     /* the planner's K splits for O and DOWN, fewer where a tile's partials (splits x rows x
      * 64 floats) would not fit the region its reduction gathers them in (mk_sum_splits) */

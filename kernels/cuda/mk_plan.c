@@ -162,6 +162,16 @@ static int check_dims(const rtv_mk_dims *d, char *err, size_t len)
     return 0;
 }
 
+rtv_mk_shape rtv_mk_shape_cuda(int keys, int akeys)
+{
+    const int chunks = (keys + RTV_MK_KEY_CHUNK - 1) / RTV_MK_KEY_CHUNK;
+    int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
+    if (per < akeys)
+        per = akeys;
+    rtv_mk_shape sh = {32, 0, 64, 0, 32, 64, 0, 0, per * RTV_MK_KEY_CHUNK};
+    return sh;
+}
+
 typedef struct builder {
     rtv_mk_plan *p;
     int cap;

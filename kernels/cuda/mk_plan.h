@@ -124,6 +124,13 @@ typedef struct rtv_mk_ctrs {
 
 void rtv_mk_ctr_layout(const rtv_mk_dims *d, const rtv_mk_shape *sh, rtv_mk_ctrs *c);
 
+#define RTV_MK_KEY_CHUNK 80 /* keys per attention chunk in mk.cu (its S wgmma's N) */
+
+/* The cut kernels/cuda/mk.cu runs: 64-feature tiles (32 RoPE pairs, 32 GeGLU columns, 64
+ * columns of O and DOWN; their K splits left to the planner) and attention splits of whole
+ * key chunks, akeys of them, more where the keys would need over RTV_MK_MAXSPLIT splits. */
+rtv_mk_shape rtv_mk_shape_cuda(int keys, int akeys);
+
 /* Builds the plan for d, with the cut sh (NULL or zero fields: chosen). Returns 0, or -1
  * with a message naming the dimension or shape field that cannot be planned in err. */
 int rtv_mk_plan_build(rtv_mk_plan *p, const rtv_mk_dims *d, const rtv_mk_shape *sh, char *err,

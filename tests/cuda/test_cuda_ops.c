@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <cuda_runtime_api.h>
+
 #include "check.h"
 #include "kernels/backend.h"
 #include "kernels/cuda/tune.h"
@@ -319,8 +321,15 @@ static void t_expert_layers(int rows, int dim, int ff, int heads, int kvh, int l
     const int hd = 256, Q = heads * hd, QKV = (heads + 2 * kvh) * hd, keys = kv_row + rows;
     char what[160];
     if (!G->expert_layers || !rtv_cuda_mk_usable(gs)) {
-        printf("expert_layers rows=%d: the persistent kernel is not usable here (RTV_MK, sm_90a)"
-               "\n", rows);
+        /* only sm_90a builds the kernel: elsewhere it is reported, on an H100 it is a failure */
+        int dev = 0, major = 0, minor = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev);
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, dev);
+        CHECK_MSG(major != 9 || minor != 0, "expert_layers: the persistent kernel is not usable "
+                  "on this compute capability 9.0 GPU");
+        printf("expert_layers rows=%d: the persistent kernel needs sm_90a (this GPU: %d.%d)\n",
+               rows, major, minor);
         return;
     }
     float *x = rnd((size_t)rows * dim, 2);

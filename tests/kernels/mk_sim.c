@@ -62,10 +62,10 @@ int main(int argc, char **argv)
     }
     /* pi0's expert, the cut mk.cu asks for */
     rtv_mk_dims d = {rows, 1024, 4096, 8, 1, 256, 18, kv_row, 0, 0, ctas, 0};
-    const int keys = kv_row + rows, chunks = (keys + 79) / 80;
-    int per = (chunks + RTV_MK_MAXSPLIT - 1) / RTV_MK_MAXSPLIT;
-    if (per < akeys) per = akeys;
-    rtv_mk_shape sh = {qp, 0, 64, 0, gc, 64, 0, 0, per * 80};
+    const int keys = kv_row + rows;
+    rtv_mk_shape sh = rtv_mk_shape_cuda(keys, akeys);
+    sh.q_pairs = qp;
+    sh.g_cols = gc;
     rtv_mk_plan p;
     char err[256];
     if (rtv_mk_plan_build(&p, &d, &sh, err, sizeof(err))) {
@@ -110,7 +110,7 @@ int main(int argc, char **argv)
         const double start = cta_free[k] > deps ? cta_free[k] : deps;
         double end;
         if (t->op == RTV_MK_ATT) {
-            const int nc = ((int)t->nk + 79) / 80;
+            const int nc = ((int)t->nk + RTV_MK_KEY_CHUNK - 1) / RTV_MK_KEY_CHUNK;
             end = start + ATT_Q_US + nc * ATT_CHUNK_US + EPI_US;
         } else {
             /* a task's weight chunk is 64 K x its weight rows (64 in mk.cu's cut) */
@@ -180,7 +180,7 @@ int main(int argc, char **argv)
     static const char *const names[RTV_MK_NOPS] = {"qkv", "attention", "o", "gate_up", "down"};
     printf("mk_sim (a model, not a measurement): rows %d, keys %d, %d CTAs, %d tasks; qkv %d "
            "pairs, gate_up %d columns, attention splits of %d keys, o %dx%d, down %dx%d, ring "
-           "%d%s\n", rows, keys, ctas, p.ntask, p.sh.q_pairs, p.sh.g_cols, per * 80,
+           "%d%s\n", rows, keys, ctas, p.ntask, p.sh.q_pairs, p.sh.g_cols, p.sh.a_keys,
            p.sh.o_cols, p.sh.o_splits, p.sh.d_cols, p.sh.d_splits, ring,
            chunkdeps ? ", per-chunk dependencies (not built)" : "");
     printf("assumed: HBM %.0f GB/s (%.2f us per 8 KB per CTA), L2 %.0f GB/s per SM, "
